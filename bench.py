@@ -1,0 +1,173 @@
+"""
+Speed and peak memory of one real training step (train.train_step on model.LoopedGPT with
+data.sample_batch prompts) for any config. Prints one JSON line.
+
+    python bench.py                                          # the default config (exp5's model, b = T = 10)
+    python bench.py config/laptop.py --steps=50              # any config file or --key=value train.py takes
+    python bench.py --loss_window=5 --compare=True --threads=2   # also the plain baseline, and the ratios
+
+Bench-only flags (everything else goes to train.parse_config, so a bad flag is the same exit-2 error):
+    --warmup=5       untimed steps first (a compiled model compiles in these)
+    --steps=20       timed steps; each is timed on its own and the median is reported
+    --compare=False  also run the plain baseline: explicit (B, nh, T, T) attention matrices, no compile,
+                     the same loss window (the reference code runs its first b - T loops without a graph
+                     too); each variant runs in its own process, so each has its own peak memory
+    --threads=0      torch.set_num_threads (0 leaves torch's default, one per core)
+
+A step is what one iteration of train.py's loop does: draw a batch, forward, backward, clip, AdamW,
+always at the config's full d, N and b (the curriculum's start values play no part).
+Peak memory is the process's peak RSS on a CPU (interpreter and libraries included, as `time -v`
+would report it) and torch.cuda.max_memory_allocated on CUDA. mfu counts model.flops_per_step against
+train.PEAK_FLOPS for the device type.
+"""
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
+
+import torch
+
+import train
+from data import make_generator, sample_batch
+from model import LoopedGPT
+
+BENCH_DEFAULTS = {'warmup': 5, 'steps': 20, 'compare': False, 'threads': 0}
+BASELINE = {'attention': 'manual', 'compile': False}  # what the plain baseline changes in the config
+SHAPE_KEYS = ('n_dims', 'n_points', 'n_layer', 'n_head', 'n_embd', 'mlp_size', 'batch_size', 'n_loops',
+              'loss_window')  # always reported, default or not
+
+
+def split_args(argv):
+    """Bench-only flags out of argv, checked against their defaults' types: (bench options, the rest)."""
+    opts, rest = dict(BENCH_DEFAULTS), []
+    for arg in argv:
+        key, eq, raw = arg[2:].partition('=') if arg.startswith('--') else ('', '', '')
+        if key not in BENCH_DEFAULTS:
+            rest.append(arg)  # train.parse_config's business, errors included
+            continue
+        if not eq:
+            raise train.ConfigError(f'--{key}: write flags as --{key}=value')
+        default = BENCH_DEFAULTS[key]
+        value = raw.lower() == 'true' if isinstance(default, bool) and raw.lower() in ('true', 'false') else raw
+        if not isinstance(default, bool):
+            try:
+                value = int(raw)
+            except ValueError:
+                pass
+        if type(value) is not type(default):
+            raise train.ConfigError(f'--{key} takes {type(default).__name__}, got {raw!r}')
+        opts[key] = value
+    for key, low in (('warmup', 0), ('steps', 1), ('threads', 0)):
+        if opts[key] < low:
+            raise train.ConfigError(f'--{key}={opts[key]}: must be at least {low}')
+    return opts, rest
+
+
+def peak_mem_mb(device):
+    if device.type == 'cuda':
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux, bytes on macOS
+    return rss / 2**20 if sys.platform == 'darwin' else rss / 2**10
+
+
+def bench(c, warmup, steps):
+    """Time `steps` training steps of config c (a SimpleNamespace of train.py's keys) after `warmup` steps."""
+    device = train.resolve_device(c.device)
+    ctx, dtype_name = train.autocast(device, c.dtype)
+    torch.manual_seed(c.seed)
+    model = LoopedGPT(train.model_config(vars(c))).to(device)
+    optimizer = model.configure_optimizers(c.weight_decay, c.learning_rate, (c.beta1, c.beta2), device.type)
+    data_gen = make_generator(c.seed, device)
+    host_gen = make_generator(c.seed)
+    step_model = model
+    if c.compile:  # as train.py compiles it
+        torch._dynamo.config.cache_size_limit = max(64, c.n_points + 1)
+        step_model = torch.compile(model, mode='reduce-overhead' if device.type == 'cuda' else 'default')
+    sync = torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)
+    if device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats(device)
+    setup_mem = peak_mem_mb(device)
+
+    def one_step():
+        xs, ys = sample_batch(c.task, c.batch_size, c.n_points, c.n_dims, data_gen, device, c.n_dims,
+                              c.noise_std, c.sparsity)
+        n_keep = c.n_keep
+        if c.n_keep_random:
+            n_keep = int(torch.randint(c.n_keep, c.n_points + 1, (1,), generator=host_gen))
+        return train.train_step(step_model, optimizer, xs, ys, c.n_loops, c.loss_window, n_keep, data_gen, ctx,
+                                c.grad_clip)
+
+    times = []
+    for i in range(warmup + steps):
+        sync()
+        t0 = time.perf_counter()
+        loss = one_step()
+        sync()
+        times.append(time.perf_counter() - t0)
+    if not torch.isfinite(loss):
+        print(f'warning: the loss is {loss.item()} after {warmup + steps} steps', file=sys.stderr)
+
+    step_s = statistics.median(times[warmup:])
+    tokens = c.batch_size * (2 * c.n_points + 1)
+    flops = model.flops_per_step(c.batch_size, 2 * c.n_points + 1, c.n_loops, c.loss_window)
+    peak_flops = train.PEAK_FLOPS.get(device.type)
+    return {
+        'steps_per_s': round(1 / step_s, 4),
+        'tokens_per_s': round(tokens / step_s, 1),
+        'peak_mem_mb': round(peak_mem_mb(device), 1),
+        'setup_mem_mb': round(setup_mem, 1),  # before the first step: weights, interpreter, libraries
+        'mfu': round(flops / step_s / peak_flops, 5) if peak_flops else None,
+        'gflops_per_s': round(flops / step_s / 1e9, 2),
+        'peak_flops': peak_flops,
+        'step_ms': round(1000 * step_s, 2),  # median
+        'step_ms_min_max': [round(1000 * min(times[warmup:]), 2), round(1000 * max(times[warmup:]), 2)],
+        'first_step_s': round(times[0], 3),  # includes compilation when compile=True
+        'device': str(device) if device.type != 'cuda' else torch.cuda.get_device_name(device),
+        'dtype': dtype_name,
+        'threads': torch.get_num_threads(),
+        'torch': torch.__version__,
+    }
+
+
+def run_variant(train_args, opts, extra=()):
+    """One variant in a process of its own (its own peak RSS): its JSON result, or exit as it did."""
+    cmd = [sys.executable, os.path.abspath(__file__), *train_args, *extra,
+           f'--warmup={opts["warmup"]}', f'--steps={opts["steps"]}', f'--threads={opts["threads"]}']
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        sys.exit(proc.returncode)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv):
+    try:
+        opts, train_args = split_args(argv)
+        config, _, _ = train.parse_config(train_args)
+    except train.ConfigError as err:
+        print(f'error: {err}', file=sys.stderr)
+        sys.exit(2)
+    shown = {k: v for k, v in config.items() if k in SHAPE_KEYS or v != train.DEFAULTS[k]}
+
+    if opts['compare']:
+        # the baseline first, each in a fresh process; later --key=value flags win in parse_config
+        base = run_variant(train_args, opts, [f'--{k}={v}' for k, v in BASELINE.items()])
+        result = run_variant(train_args, opts)
+        result['baseline'] = {'overrides': BASELINE, **{k: base[k] for k in (
+            'steps_per_s', 'tokens_per_s', 'peak_mem_mb', 'mfu', 'step_ms', 'step_ms_min_max')}}
+        result['speedup'] = round(result['steps_per_s'] / base['steps_per_s'], 3)
+        result['mem_ratio'] = round(result['peak_mem_mb'] / base['peak_mem_mb'], 3)
+    else:
+        if opts['threads']:
+            torch.set_num_threads(opts['threads'])
+        result = bench(SimpleNamespace(**config), opts['warmup'], opts['steps'])
+    result.update(warmup=opts['warmup'], steps=opts['steps'], config=shown)
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == '__main__':
+    main(sys.argv[1:])

@@ -1,0 +1,499 @@
+"""Tests for nanoloop: python -m pytest -q"""
+
+import itertools
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import train
+from data import curriculum, first_k, make_generator, sample_batch, validation_set
+from model import INJECTS, POS_EMBS, SELECTS, LoopedGPT, LoopedGPTConfig, interleave
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+D, N, B = 4, 8, 3  # small prompts: d = 4, N = 8 examples, 3 prompts
+
+
+def make_model(**kw):
+    torch.manual_seed(0)
+    args = dict(n_dims=D, n_points=N, n_layer=2, n_head=2, n_embd=16, mlp_size=32, n_loops=3, loss_window=3)
+    args.update(kw)
+    return LoopedGPT(LoopedGPTConfig(**args)).eval()
+
+
+def prompts(n=N, seed=0, batch=B):
+    return sample_batch('linear', batch, n, D, make_generator(seed))
+
+
+# -----------------------------------------------------------------------------
+# the model
+
+
+@pytest.mark.parametrize('pos_emb,inject,causal', itertools.product(POS_EMBS, INJECTS, (True, False)))
+def test_shapes(pos_emb, inject, causal):
+    model = make_model(pos_emb=pos_emb, inject=inject, causal=causal, n_loops=4, loss_window=2)
+    xs, ys = prompts()
+    preds, loss = model(xs, ys)
+    assert len(preds) == 2  # one per loop in the loss window
+    assert all(p.shape == (B, N + 1) for p in preds)  # one prediction per x token, the query's last
+    assert loss.shape == () and torch.isfinite(loss)
+    preds, _ = model(xs, ys, n_loops=6, loss_window=6)  # any loop count at inference
+    assert len(preds) == 6
+
+
+@pytest.mark.parametrize('pos_emb', POS_EMBS)
+def test_causal_mask_hides_later_tokens(pos_emb):
+    xs, ys = prompts()
+    xs2, ys2 = xs.clone(), ys.clone()
+    xs2[:, 5] += 1.0  # change x_6 (token 10) and y_6 (token 11)
+    ys2[:, 5] += 1.0
+    for causal in (True, False):
+        model = make_model(pos_emb=pos_emb, causal=causal, n_loops=4, loss_window=4)
+        with torch.no_grad():
+            before, _ = model(xs, ys)
+            after, _ = model(xs2, ys2)
+        for p, q in zip(before, after):  # every loop
+            if causal:  # predictions at x_1..x_5 see only tokens before token 10
+                assert torch.equal(p[:, :5], q[:, :5])
+                assert not torch.equal(p[:, 5:], q[:, 5:])
+            else:
+                assert not torch.equal(p[:, :5], q[:, :5])
+
+
+@pytest.mark.parametrize('select', SELECTS)
+def test_keeping_all_examples_is_no_truncation(select):
+    xs, ys = prompts()
+    for schedule in ('constant', 'shrink'):
+        plain = make_model(n_loops=4, loss_window=4)
+        cut = make_model(n_loops=4, loss_window=4, n_keep=N, select=select, n_keep_schedule=schedule)
+        p_plain, loss_plain = plain(xs, ys)
+        p_cut, loss_cut = cut(xs, ys, generator=make_generator(1))
+        assert torch.equal(loss_plain, loss_cut)
+        assert all(torch.equal(a, b) for a, b in zip(p_plain, p_cut))
+
+
+def kept_examples(model, xs, ys, **kw):
+    """Run the model and return, for each loop, the example indices each prompt still holds (B, n),
+    found by matching the injected input against the full embedding, row by row."""
+    full = model.embed(xs, ys).detach()  # (B, 2N+1, C)
+    seen = []
+    step = model.step
+    def spy(h, e):
+        match = (e.detach().unsqueeze(2) == full.unsqueeze(1)).all(-1)  # (B, L_t, 2N+1)
+        token = match.float().argmax(-1)  # (B, L_t): original token index of each token in hand
+        assert match.any(-1).all()
+        assert torch.equal(token[:, -1], torch.full((xs.size(0),), 2 * (xs.size(1) - 1)))  # the query, last
+        assert torch.equal(token[:, 1:-1:2], token[:, 0:-1:2] + 1)  # each x with its own y
+        seen.append(token[:, 0:-1:2] // 2)
+        return step(h, e)
+    model.step = spy
+    with torch.no_grad():
+        preds, loss = model(xs, ys, **kw)
+    del model.step
+    return seen, preds
+
+
+def test_truncation_keeps_the_right_pairs():
+    xs, ys = prompts(batch=8)
+    n = 3
+    expected = {'first': torch.arange(n), 'last': torch.arange(N - n, N)}
+    for select in SELECTS:
+        model = make_model(n_keep=n, select=select, truncate_after=1, n_loops=4, loss_window=4)
+        seen, preds = kept_examples(model, xs, ys, generator=make_generator(0))
+        assert torch.equal(seen[0], torch.arange(N).expand(8, N))  # the first loop sees everything
+        assert all(torch.equal(s, seen[1]) for s in seen[2:])     # the cut holds in every later loop
+        kept = seen[1]
+        assert kept.shape == (8, n) and all(p.shape == (8, n + 1) for p in preds[1:])
+        assert all(len(set(row.tolist())) == n for row in kept)  # distinct examples
+        if select in expected:
+            assert torch.equal(kept, expected[select].expand(8, n))
+        elif select == 'random':
+            assert torch.equal(kept, kept.sort(dim=1).values)  # original order
+            assert len({tuple(row.tolist()) for row in kept}) > 1  # a different subset per prompt
+        else:  # shuffle: random order
+            assert not torch.equal(kept, kept.sort(dim=1).values)
+
+
+def test_truncation_targets_follow_the_kept_pairs():
+    """The loss after the cut compares each kept x's prediction with that x's own y."""
+    xs, ys = prompts(batch=8)
+    model = make_model(n_keep=3, select='random', n_loops=2, loss_window=1, loss_on='all')
+    seen, preds = kept_examples(model, xs, ys, generator=make_generator(0))
+    _, loss = model(xs, ys, generator=make_generator(0))
+    targets = torch.cat((ys[:, :-1].gather(1, seen[1]), ys[:, -1:]), dim=1)
+    assert torch.allclose(loss, F.mse_loss(preds[-1], targets))
+
+
+def test_shrink_schedule():
+    model = make_model(n_keep=2, n_keep_schedule='shrink', truncate_after=1, n_loops=4)
+    counts = [model.examples_seen(t, N, 2, 4) for t in range(1, 8)]
+    assert counts == [8, 6, 4, 2, 2, 2, 2]  # from N at the cut to n_keep at b_train, then flat
+    xs, ys = prompts()
+    seen, _ = kept_examples(model, xs, ys, n_loops=6, loss_window=6)
+    assert [s.size(1) for s in seen] == [8, 6, 4, 2, 2, 2]
+    assert torch.equal(seen[3], torch.arange(2).expand(B, 2))
+
+
+@pytest.mark.parametrize('pos_emb', ('none', 'type'))
+@pytest.mark.parametrize('causal', (True, False))
+def test_truncate_before_first_loop_is_a_shorter_prompt(pos_emb, causal):
+    """With encodings that do not depend on the position (the query keeps its original position
+    under learned or sinusoidal encodings), cutting straight after the embedding is a shorter prompt."""
+    xs, ys = prompts()
+    cut = make_model(pos_emb=pos_emb, causal=causal, n_keep=3, truncate_after=0)
+    short = make_model(pos_emb=pos_emb, causal=causal)
+    p_cut, loss_cut = cut(xs, ys)
+    p_short, loss_short = short(*first_k(xs, ys, 3))
+    assert torch.allclose(loss_cut, loss_short, atol=1e-6)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(p_cut, p_short))
+
+
+def test_loops_before_the_loss_window_carry_no_gradient():
+    xs, ys = prompts()
+    model = make_model(n_loops=5, loss_window=2).train()
+    _, loss = model(xs, ys)
+    loss.backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+
+    # the same computation with a graph through every loop, cut by hand before the window
+    model.zero_grad()
+    e = model.embed(xs, ys)
+    h = torch.zeros_like(e)
+    losses = []
+    for t in range(1, 6):
+        h = model.step(h, e)
+        if t == 3:
+            h = h.detach()
+        if t >= 4:
+            losses.append(F.mse_loss(model.read_out(h[:, 0::2]).squeeze(-1), ys))
+    torch.stack(losses).mean().backward()
+    for g, p in zip(grads, model.parameters()):
+        assert torch.allclose(g, p.grad, atol=1e-6)
+
+    # and without the cut the gradient differs: the test can tell
+    model.zero_grad()
+    h = torch.zeros_like(e)
+    for t in range(1, 6):
+        h = model.step(h, e)
+    assert model.blocks[0].attn.c_attn.weight.grad is None
+
+
+def reference_gpt(model, xs, ys):
+    """A plain GPT forward written out by hand: explicit attention, one pass, no loop."""
+    c = model.config
+    x = model.embed(xs, ys)
+    T = x.size(1)
+    for block in model.blocks:
+        a = F.layer_norm(x, (c.n_embd,), block.ln_1.weight, block.ln_1.bias)
+        q, k, v = (a @ block.attn.c_attn.weight.T + block.attn.c_attn.bias).chunk(3, dim=-1)
+        hs = c.n_embd // c.n_head
+        q, k, v = (z.view(z.size(0), T, c.n_head, hs).transpose(1, 2) for z in (q, k, v))
+        att = q @ k.transpose(-1, -2) / math.sqrt(hs)
+        if c.causal:
+            att = att + torch.full((T, T), float('-inf')).triu(1)
+        y = (att.softmax(-1) @ v).transpose(1, 2).reshape(x.shape)
+        x = x + y @ block.attn.c_proj.weight.T + block.attn.c_proj.bias
+        m = F.layer_norm(x, (c.n_embd,), block.ln_2.weight, block.ln_2.bias)
+        x = x + block.mlp.c_proj(F.gelu(block.mlp.c_fc(m)))
+    x = F.layer_norm(x, (c.n_embd,), model.ln_f.weight, model.ln_f.bias)
+    return model.read_out(x[:, 0::2]).squeeze(-1)
+
+
+@pytest.mark.parametrize('causal', (True, False))
+@pytest.mark.parametrize('attention', ('sdpa', 'manual'))
+def test_one_loop_without_injection_is_a_plain_gpt(causal, attention):
+    xs, ys = prompts()
+    model = make_model(inject='none', causal=causal, attention=attention, n_loops=1, loss_window=1)
+    preds, _ = model(xs, ys)
+    assert torch.allclose(preds[0], reference_gpt(model, xs, ys), atol=1e-5)
+
+
+def test_sinusoidal_encoding_formula():
+    model = make_model(pos_emb='sinusoidal')
+    C = model.config.n_embd
+    for pos, i in ((0, 0), (3, 1), (7, 2), (16, 7)):
+        angle = pos / 10000 ** (2 * i / C)
+        assert math.isclose(model.wpe[pos, 2 * i].item(), math.sin(angle), abs_tol=1e-6)
+        assert math.isclose(model.wpe[pos, 2 * i + 1].item(), math.cos(angle), abs_tol=1e-6)
+    assert not any('wpe' in name for name, _ in model.named_parameters())  # fixed, not learned
+
+
+def test_type_encoding_has_two_vectors():
+    model = make_model(pos_emb='type')
+    assert model.wpe.weight.shape == (2, model.config.n_embd)
+    xs, ys = prompts()
+    added = model.embed(xs, ys) - model.read_in(interleave(xs, ys))
+    assert torch.allclose(added[:, 0::2], model.wpe.weight[0].expand_as(added[:, 0::2]))  # x tokens
+    assert torch.allclose(added[:, 1::2], model.wpe.weight[1].expand_as(added[:, 1::2]))  # y tokens
+    learned = make_model(pos_emb='learned')
+    assert learned.num_params() - model.num_params() == (2 * N + 1 - 2) * model.config.n_embd
+
+
+def test_prompt_layout():
+    xs, ys = prompts()
+    tokens = interleave(xs, ys)
+    assert tokens.shape == (B, 2 * N + 1, D)
+    assert torch.equal(tokens[:, 0::2], xs)                       # x_1 .. x_{N+1}
+    assert torch.equal(tokens[:, 1::2, 0], ys[:, :-1])            # y_1 .. y_N, never the query's
+    assert torch.equal(tokens[:, 1::2, 1:], torch.zeros(B, N, D - 1))
+
+
+# -----------------------------------------------------------------------------
+# the data
+
+
+def test_linear_task_is_exact():
+    xs, ys = sample_batch('linear', 16, 30, 5, make_generator(3))
+    w = torch.linalg.lstsq(xs.double(), ys.double().unsqueeze(-1)).solution  # 31 points, 5 unknowns
+    assert torch.allclose((xs.double() @ w).squeeze(-1), ys.double(), atol=1e-5)
+
+
+def test_sampler_reproduces_from_a_seed():
+    for task in train.CHOICES['task']:
+        a = sample_batch(task, 4, 10, 6, make_generator(7), noise_std=0.1)
+        b = sample_batch(task, 4, 10, 6, make_generator(7), noise_std=0.1)
+        c = sample_batch(task, 4, 10, 6, make_generator(8), noise_std=0.1)
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+        assert not torch.equal(a[1], c[1])
+        assert a[0].shape == (4, 11, 6) and a[1].shape == (4, 11) and torch.isfinite(a[1]).all()
+    v1, v2 = validation_set('linear', 8, 10, 6, seed=1), validation_set('linear', 8, 10, 6, seed=1)
+    assert torch.equal(v1[0], v2[0])
+
+
+def test_dims_curriculum_zeroes_the_inactive_dimensions():
+    xs, ys = sample_batch('linear', 4, 10, 6, make_generator(0), n_dims_active=2)
+    assert (xs[:, :, 2:] == 0).all() and (xs[:, :, :2] != 0).all()
+
+
+def test_curriculum_values():
+    assert [curriculum(5, 20, 1, 2000, it) for it in (0, 1999, 2000, 4000, 29999, 30000, 10**6)] == \
+        [5, 5, 6, 7, 19, 20, 20]
+    assert curriculum(0, 20, 1, 2000, 0) == 20  # off
+    c = train.SimpleNamespace(**train.DEFAULTS)
+    assert train.curriculum_at(0, c) == (5, 11, 10)
+    assert train.curriculum_at(4000, c) == (7, 19, 10)
+    assert train.curriculum_at(10**6, c) == (20, 64, 10)
+
+
+# -----------------------------------------------------------------------------
+# training and the command line
+
+
+def test_tiny_training_run_learns():
+    torch.manual_seed(0)
+    c = LoopedGPTConfig(n_dims=3, n_points=8, n_layer=1, n_head=2, n_embd=32, mlp_size=64, n_loops=2, loss_window=2)
+    model = LoopedGPT(c)
+    optimizer = model.configure_optimizers(0.0, 3e-3, (0.9, 0.999), 'cpu')
+    g = make_generator(0)
+    val = validation_set('linear', 512, 8, 3, seed=1)
+    before = train.evaluate(model, *val, 2, 2, 3, train.nullcontext(), 0)
+    for _ in range(300):
+        xs, ys = sample_batch('linear', 64, 8, 3, g)
+        train.train_step(model, optimizer, xs, ys, 2, 2, 0, g, train.nullcontext(), 1.0)
+    after = train.evaluate(model, *val, 2, 2, 3, train.nullcontext(), 0)
+    assert after[0] < 0.5 * before[0]  # loss on all positions
+    assert after[1] < 0.5 * before[1]  # query error
+
+
+def run_cli(*args, cwd=HERE):
+    return subprocess.run([sys.executable, os.path.join(HERE, 'train.py'), *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=120)
+
+
+TINY = ['--n_dims=3', '--n_points=6', '--n_layer=1', '--n_head=2', '--n_embd=16', '--mlp_size=32', '--n_loops=2',
+        '--loss_window=2', '--dims_start=0', '--points_start=0', '--val_prompts=64', '--batch_size=16',
+        '--warmup_iters=0', '--log_interval=5', '--eval_interval=10']
+
+
+def test_cli_runs_and_writes_the_run_directory(tmp_path):
+    result = run_cli(*TINY, '--max_iters=20', '--n_keep=3', '--select=random', f'--out_dir={tmp_path}')
+    assert result.returncode == 0, result.stderr
+    runs = os.listdir(tmp_path)
+    assert len(runs) == 1 and runs[0].endswith('n_keep=3,select=random,seed=42')
+    assert sorted(os.listdir(tmp_path / runs[0])) == ['ckpt.pt', 'config.json', 'log.csv']
+    log = (tmp_path / runs[0] / 'log.csv').read_text().splitlines()
+    assert log[0] == 'iter,train_loss,val_loss,val_err,lr,ms_per_step' and len(log) == 3
+    assert 'iter 20/20' in result.stdout and 'least_sq' in result.stdout
+
+
+BAD_FLAGS = [
+    (['--n_lops=3'], 'n_loops'),                          # unknown key, with a suggestion
+    (['--n_loops=three'], 'n_loops'),                     # wrong type
+    (['--learning_rate=fast'], 'learning_rate'),
+    (['--causal=maybe'], 'causal'),
+    (['--select=middle'], 'select'),                      # not one of the choices
+    (['--n_keep=65'], 'n_keep'),                          # more than n_points
+    (['--n_keep=-1'], 'n_keep'),
+    (['--loss_window=11'], 'loss_window'),                # more than n_loops
+    (['--loss_window=0'], 'loss_window'),
+    (['--n_head=5'], 'n_head'),                           # does not divide n_embd
+    (['--truncate_after=11'], 'truncate_after'),
+    (['--n_dims=0'], 'n_dims'),
+    (['--n_points=0'], 'n_points'),
+    (['--points_start=70'], 'points_start'),              # the curriculum ends past the context
+    (['--n_keep_random=True'], 'n_keep_random'),          # without n_keep
+    (['config/nonexistent.py'], 'nonexistent'),
+    (['--n_loops'], 'n_loops'),                           # no value
+]
+
+
+@pytest.mark.parametrize('args,flag', BAD_FLAGS)
+def test_bad_flags_are_one_line_errors(args, flag, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(args + [f'--out_dir={tmp_path / "out"}'])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith('error: ') and err.count('\n') == 1 and flag in err
+    assert not (tmp_path / 'out').exists()
+
+
+def test_bad_flag_through_the_cli(tmp_path):
+    result = run_cli('--n_lops=3', f'--out_dir={tmp_path / "out"}')
+    assert result.returncode == 2 and 'Traceback' not in result.stderr
+    assert result.stderr.strip() == "error: --n_lops: unknown key 'n_lops' (did you mean n_loops?)"
+    assert not (tmp_path / 'out').exists()
+
+
+def test_an_int_where_a_float_is_expected_is_fine():
+    config, _, _ = train.parse_config(['--learning_rate=1', '--dropout=0'])
+    assert config['learning_rate'] == 1.0 and isinstance(config['learning_rate'], float)
+
+
+@pytest.mark.parametrize('name', ('exp3_pe_mask', 'exp5_truncation', 'laptop'))
+def test_config_files_parse(name):
+    config, base, stems = train.parse_config([os.path.join(HERE, 'config', name + '.py'), '--seed=451'])
+    assert stems == [name]
+    assert train.run_dir(config, base, stems) == os.path.join(config['out_dir'], f'{name},seed=451')
+
+
+# -----------------------------------------------------------------------------
+# robustness: run directories, resume, checkpoints, divergence, signals
+
+
+def read_rows(path, drop_timing=True):
+    rows = [line.split(',') for line in open(path).read().splitlines()]
+    return [r[:-1] for r in rows] if drop_timing else rows  # ms_per_step is wall-clock: left out
+
+
+def test_a_run_directory_with_a_checkpoint_is_never_overwritten_by_accident(tmp_path):
+    args = [*TINY, '--max_iters=10', f'--out_dir={tmp_path}', '--run_name=r']
+    assert run_cli(*args).returncode == 0
+    before = (tmp_path / 'r' / 'ckpt.pt').read_bytes()
+    again = run_cli(*args)
+    assert again.returncode == 2 and 'already holds a checkpoint' in again.stderr
+    assert 'Traceback' not in again.stderr and (tmp_path / 'r' / 'ckpt.pt').read_bytes() == before
+    assert run_cli(*args, '--overwrite=True', '--seed=7').returncode == 0
+    assert (tmp_path / 'r' / 'ckpt.pt').read_bytes() != before
+    missing = run_cli(*args, '--init_from=resume', '--run_name=elsewhere')
+    assert missing.returncode == 2 and 'no checkpoint' in missing.stderr
+
+
+def test_resume_continues_exactly(tmp_path):
+    """A run interrupted at k and resumed logs the same rows and ends with the same weights."""
+    common = [*TINY, '--eval_interval=5', '--dropout=0.1', '--n_keep=3', '--select=random', '--n_keep_random=True',
+              f'--out_dir={tmp_path}']
+    assert run_cli(*common, '--max_iters=30', '--run_name=whole').returncode == 0
+    assert run_cli(*common, '--max_iters=15', '--run_name=parts').returncode == 0
+    assert run_cli(*common, '--max_iters=30', '--run_name=parts', '--init_from=resume').returncode == 0
+    assert read_rows(tmp_path / 'whole' / 'log.csv') == read_rows(tmp_path / 'parts' / 'log.csv')
+    whole = train.load_checkpoint(str(tmp_path / 'whole' / 'ckpt.pt'))
+    parts = train.load_checkpoint(str(tmp_path / 'parts' / 'ckpt.pt'))
+    assert whole['iter'] == parts['iter'] == 30
+    assert all(torch.equal(whole['model'][k], parts['model'][k]) for k in whole['model'])
+
+
+def test_ctrl_c_saves_and_resumes_exactly(tmp_path):
+    import signal
+    import time
+    common = [*TINY, '--eval_interval=1000', '--log_interval=1000', f'--out_dir={tmp_path}']
+    proc = subprocess.Popen([sys.executable, os.path.join(HERE, 'train.py'), *common, '--max_iters=1000000',
+                             '--run_name=cut'], cwd=HERE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while 'device' not in proc.stdout.readline():  # training has started
+        pass
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGINT, err
+    assert '--init_from=resume' in out
+    k = train.load_checkpoint(str(tmp_path / 'cut' / 'ckpt.pt'))['iter']
+    assert 0 < k < 1000000
+    # resumed to k + 7 it ends where an uninterrupted run of k + 7 steps ends
+    assert run_cli(*common, f'--max_iters={k + 7}', '--run_name=cut', '--init_from=resume').returncode == 0
+    assert run_cli(*common, f'--max_iters={k + 7}', '--run_name=whole').returncode == 0
+    a = train.load_checkpoint(str(tmp_path / 'cut' / 'ckpt.pt'))
+    b = train.load_checkpoint(str(tmp_path / 'whole' / 'ckpt.pt'))
+    assert all(torch.equal(a['model'][name], b['model'][name]) for name in a['model'])
+
+
+def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    args = [*TINY, '--max_iters=10', f'--out_dir={tmp_path}', '--run_name=r']
+    assert run_cli(*args).returncode == 0
+    good = (tmp_path / 'r' / 'ckpt.pt').read_bytes()
+    result = run_cli(*TINY, '--max_iters=30', f'--out_dir={tmp_path}', '--run_name=r', '--init_from=resume',
+                     '--learning_rate=1e30', '--grad_clip=0')
+    assert result.returncode not in (0, 2)
+    assert 'at iteration 11' in result.stderr and 'checkpoint of iteration 10 is kept' in result.stderr
+    assert 'Traceback' not in result.stderr
+    assert (tmp_path / 'r' / 'ckpt.pt').read_bytes() == good
+
+
+class Payload:
+    """A pickled object: torch.load(weights_only=True) must refuse it rather than run its code."""
+    def __reduce__(self):
+        return (os.system, ('echo pwned',))
+
+
+def test_checkpoints_hold_only_tensors_and_plain_values(tmp_path):
+    path = str(tmp_path / 'ckpt.pt')
+    torch.save({'version': train.CKPT_VERSION, 'model': Payload()}, path)
+    with pytest.raises(train.ConfigError, match='not a readable checkpoint'):
+        train.load_checkpoint(path)
+    with pytest.raises(train.ConfigError, match='no checkpoint'):
+        train.load_checkpoint(str(tmp_path / 'missing.pt'))
+    torch.save({'version': 99}, path)
+    with pytest.raises(train.ConfigError, match='version 99'):
+        train.load_checkpoint(path)
+    model = make_model()
+    args = {k: v for k, v in vars(model.config).items()}
+    torch.save({'version': train.CKPT_VERSION, 'model': model.state_dict(), 'model_args': {**args, 'n_embd': 32},
+                'config': {}}, path)
+    with pytest.raises(train.ConfigError, match='does not fit'):
+        train.load_model(path)
+    torch.save({'version': train.CKPT_VERSION, 'model': model.state_dict(), 'model_args': args, 'config': {}}, path)
+    data = open(path, 'rb').read()
+    open(path, 'wb').write(data[: len(data) // 2])  # truncated
+    with pytest.raises(train.ConfigError, match='not a readable checkpoint'):
+        train.load_checkpoint(path)
+
+
+SAVER = """
+import sys, torch
+sys.path.insert(0, {here!r})
+import train
+i = 0
+while True:
+    i += 1
+    train.save_checkpoint({path!r}, {{'version': train.CKPT_VERSION, 'i': i, 'w': torch.full((2_000_000,), float(i))}})
+    print(i, flush=True)
+"""
+
+
+def test_sigkill_mid_save_leaves_a_loadable_checkpoint(tmp_path):
+    import random
+    import signal
+    import time
+    path = str(tmp_path / 'ckpt.pt')
+    rng = random.Random(0)
+    for _ in range(5):
+        proc = subprocess.Popen([sys.executable, '-c', SAVER.format(here=HERE, path=path)],
+                                stdout=subprocess.PIPE, text=True)
+        proc.stdout.readline()  # one checkpoint is complete: kill during a later save
+        time.sleep(rng.uniform(0.0, 0.3))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        ckpt = train.load_checkpoint(path)
+        assert torch.equal(ckpt['w'], torch.full((2_000_000,), float(ckpt['i'])))
