@@ -158,6 +158,10 @@ class LoopedGPT(nn.Module):
         self.read_out = nn.Linear(C, 1)
 
         self.apply(self._init_weights)
+        # read_in and read_out keep PyTorch's default init, as in Garg et al.'s and Yang et al.'s code: at
+        # std 0.02 the injected prompt would be ~20x smaller than the normalised state it is added to
+        self.read_in.reset_parameters()
+        self.read_out.reset_parameters()
         for name, p in self.named_parameters():  # GPT-2: scale the residual projections by depth
             if name.endswith('c_proj.weight'):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))

@@ -497,3 +497,33 @@ def test_sigkill_mid_save_leaves_a_loadable_checkpoint(tmp_path):
         proc.wait()
         ckpt = train.load_checkpoint(path)
         assert torch.equal(ckpt['w'], torch.full((2_000_000,), float(ckpt['i'])))
+
+
+# -----------------------------------------------------------------------------
+# the fast path computes what the plain path computes
+
+
+def test_fast_path_matches_the_plain_path():
+    """SDPA attention and the no-grad prefix give the loss and gradients of explicit attention."""
+    xs, ys = prompts()
+    results = []
+    for attention in ('sdpa', 'manual'):
+        model = make_model(attention=attention, n_loops=4, loss_window=2, n_keep=5, select='random').train()
+        _, loss = model(xs, ys, generator=make_generator(0))
+        loss.backward()
+        results.append((loss.detach(), [p.grad for p in model.parameters()]))
+    (fast_loss, fast_grads), (plain_loss, plain_grads) = results
+    assert torch.allclose(fast_loss, plain_loss, atol=1e-6)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(fast_grads, plain_grads))
+
+
+def test_compiled_step_matches_eager():
+    xs, ys = prompts()
+    losses = []
+    for compiled in (False, True):
+        model = make_model(n_loops=3, loss_window=2).train()
+        optimizer = model.configure_optimizers(0.0, 1e-3, (0.9, 0.999), 'cpu')
+        step_model = torch.compile(model) if compiled else model
+        losses.append([train.train_step(step_model, optimizer, xs, ys, 3, 2, 0, None, train.nullcontext(), 1.0)
+                       for _ in range(3)])
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(*losses))

@@ -199,8 +199,6 @@ def check_config(c):
              f'must be 0 (no curriculum) or at most {end}={c[end]}, where the curriculum ends')
         need(c[f'{name}_step'] >= 1, f'{name}_step', 'must be at least 1')
         need(c[f'{name}_interval'] >= 1, f'{name}_interval', 'must be at least 1')
-    need(c['loops_start'] == 0 or c['loops_start'] >= c['truncate_after'] or c['n_keep'] == 0, 'loops_start',
-         f'must be at least truncate_after={c["truncate_after"]} when truncating')
     if c['device'] != 'auto':
         try:
             dev = torch.device(c['device'])
@@ -429,8 +427,9 @@ def train(c, directory, ckpt=None):
         ms_per_step = (time.time() - t_last) * 1000 / steps_timed
         line = f'iter {done}/{c.max_iters}: loss {loss.item():.4f}'
         if evaluating:
-            val_loss, val_err = evaluate(model, val_xs, val_ys, c.n_loops, c.loss_window, c.n_dims, ctx,
-                                         c.val_seed)
+            # at the loop count being trained (the curriculum's), on prompts of the full N and d
+            val_loss, val_err = evaluate(model, val_xs, val_ys, n_loops_now, min(c.loss_window, n_loops_now),
+                                         c.n_dims, ctx, c.val_seed)
             train_loss = (loss_sum / loss_count).item()
             with open(log_path, 'a', newline='') as f:
                 csv.writer(f).writerow([done, f'{train_loss:.6g}', f'{val_loss:.6g}', f'{val_err:.6g}',
