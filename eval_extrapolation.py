@@ -1,9 +1,32 @@
 """
 Evaluate trained runs: the query error as the loop count grows past b_train, and as the number of
 in-context examples k grows, next to the classical algorithms on the very same prompts.
+
+    python eval_extrapolation.py out/exp5_* --max_loops=50
+    python eval_extrapolation.py out/RUN --max_loops=100 --full_context=True   # a truncated model, uncut
+
+Writes RUN/eval.json for each run and prints a table over seeds. Every run is scored on one fixed set of
+prompts (--n_prompts, --seed), drawn on the CPU so that it is the same on every device; random truncation
+draws its subsets from a generator seeded with --seed on the model's device, so those draws, and only
+they, can differ between a CPU and a GPU. On a CPU shared with other jobs, OMP_NUM_THREADS=1 is often
+several times faster than torch's default of one thread per core.
 """
 
+import ast
+import difflib
+import glob
+import json
+import math
+import os
+import re
+import sys
+import time
+
+import numpy as np
 import torch
+
+from data import first_k, make_generator, validation_set
+from train import NOT_IN_NAME, ConfigError, load_model, resolve_device
 
 # -----------------------------------------------------------------------------
 # baselines: each maps prompts xs (B, k+1, d), ys (B, k+1) to a prediction for the query (B,)
@@ -67,3 +90,273 @@ BASELINES = {'least_squares': least_squares, 'ridge': ridge, 'knn': knn, 'averag
 def query_error(pred, ys, n_dims):
     """Squared error on the query over d, per prompt: predicting 0 scores about 1 on linear tasks."""
     return (pred - ys[:, -1]) ** 2 / n_dims
+
+
+# -----------------------------------------------------------------------------
+# the model on fixed prompts
+
+# tokens per forward pass: on a CPU a chunk whose activations fit the cache runs fastest (about 1.6x faster
+# than all 1280 prompts of 41 tokens at once); a GPU wants big batches
+EVAL_TOKENS = {'cpu': 2 ** 13}
+
+
+@torch.no_grad()
+def model_errors(model, xs, ys, n_loops, first_loop=1, n_keep=None, seed=0, fixed_point=False):
+    """Query error / d after each loop first_loop..n_loops, on the CPU: (n_loops - first_loop + 1, B).
+    One forward pass per chunk gives every loop count: the query is read out after each loop in the window.
+    xs, ys on the CPU, moved to the model's device a chunk at a time. n_keep: None for the run's own
+    truncation, 0 for the full context. fixed_point=True also returns, per loop 1..n_loops, the mean over
+    prompts of ||h_t - h_{t-1}|| / ||h_t|| (norms over the whole state of a prompt, tokens x channels)."""
+    model.eval()
+    device = next(model.parameters()).device
+    B, P, d = xs.shape
+    chunk = max(1, EVAL_TOKENS.get(device.type, 2 ** 17) // (2 * P - 1))
+    generator = make_generator(seed, device)  # random truncation draws the same subsets on every call
+    change = torch.zeros(n_loops, device=device)  # sum over prompts of the relative change, per loop
+    hook_state = {}
+
+    def hook(module, inputs, h):
+        # ln_f runs exactly once per loop and its output is h_t. Loop 1 has no h_{t-1} here, and at a cut
+        # (truncation) the state loses tokens, so there is no like-for-like comparison: those loops are NaN
+        t, prev = hook_state['t'], hook_state['prev']
+        if prev is None or prev.shape != h.shape:
+            change[t] = float('nan')
+        else:
+            change[t] += ((h - prev).flatten(1).norm(dim=1) / h.flatten(1).norm(dim=1)).sum()  # (B,) summed
+        hook_state['t'], hook_state['prev'] = t + 1, h
+
+    handle = model.ln_f.register_forward_hook(hook) if fixed_point else None
+    try:
+        errors = []
+        for i in range(0, B, chunk):
+            hook_state.update(t=0, prev=None)
+            x, y = xs[i:i + chunk].to(device), ys[i:i + chunk].to(device)
+            preds, _ = model(x, y, n_loops=n_loops, loss_window=n_loops - first_loop + 1, n_keep=n_keep,
+                             generator=generator)
+            # preds[j][:, -1] is the query's prediction after loop first_loop + j
+            errors.append(torch.stack([query_error(p[:, -1].float(), y, d) for p in preds]).cpu())
+    finally:
+        if handle is not None:
+            handle.remove()
+    errors = torch.cat(errors, dim=1)  # (loops, B)
+    return (errors, (change / B).tolist()) if fixed_point else errors
+
+
+def baseline_errors(xs, ys, gd_steps):
+    """Each baseline's query error / d on the same prompts: {name: (B,)}."""
+    d = xs.size(2)
+    return {name: query_error(f(xs, ys, n_steps=gd_steps) if name == 'gd' else f(xs, ys), ys, d)
+            for name, f in BASELINES.items()}
+
+
+def mean_sem(errors):
+    """(..., B) per-prompt errors -> {'mean': [...], 'sem': [...]}: mean and standard error over the prompts."""
+    errors = errors.double()
+    return {'mean': errors.mean(-1).tolist(), 'sem': (errors.std(-1) / errors.size(-1) ** 0.5).tolist()}
+
+
+def evaluate_run(model, config, xs, ys, max_loops, seed=0, full_context=False, gd_steps=10, k_prompts=0):
+    """Everything eval.json holds, for one model on the fixed prompts xs (B, N+1, d), ys (B, N+1) (on the CPU).
+    The k sweep uses the first k_prompts of them (0: all): it costs about N/2 times the loop sweep."""
+    b_train, n_points = config['n_loops'], xs.size(1) - 1
+    n_keep = 0 if full_context else None
+    k_prompts = min(k_prompts or xs.size(0), xs.size(0))
+    t0 = time.time()
+    # extrapolation: one pass, the query read out after every loop 1..max_loops
+    err_loops, fixed_point = model_errors(model, xs, ys, max_loops, 1, n_keep, seed, fixed_point=True)
+    t1 = time.time()
+    # error vs k: one pass per k, read out from loop lo to hi, which gives both b_train and max_loops
+    lo, hi = min(b_train, max_loops), max(b_train, max_loops)
+    curves = {name: [] for name in ('model_b_train', 'model_max_loops', *BASELINES)}
+    for k in range(n_points + 1):
+        xs_k, ys_k = first_k(xs[:k_prompts], ys[:k_prompts], k)
+        err = model_errors(model, xs_k, ys_k, hi, lo, n_keep, seed)  # (hi - lo + 1, k_prompts)
+        curves['model_b_train'].append(err[b_train - lo])
+        curves['model_max_loops'].append(err[max_loops - lo])
+        for name, e in baseline_errors(xs_k, ys_k, gd_steps).items():
+            curves[name].append(e)
+    return {
+        'config': config, 'b_train': b_train,
+        'eval': {'max_loops': max_loops, 'n_prompts': xs.size(0), 'k_prompts': k_prompts, 'seed': seed,
+                 'full_context': full_context, 'gd_steps': gd_steps},
+        'loops': list(range(1, max_loops + 1)), 'err_vs_loops': mean_sem(err_loops),
+        # relative change of the hidden state per loop; null at loop 1 and wherever truncation cut tokens
+        'fixed_point': [None if math.isnan(v) else v for v in fixed_point],
+        'k': list(range(n_points + 1)),
+        'err_vs_k': {name: mean_sem(torch.stack(v)) for name, v in curves.items()},
+        'seconds': {'loop_sweep': round(t1 - t0, 2), 'k_sweep': round(time.time() - t1, 2)},
+    }
+
+
+# -----------------------------------------------------------------------------
+# runs: finding them, grouping the ones that differ only by seed
+
+def find_runs(patterns, need):
+    """Run directories named or matched by the patterns that hold the file `need`, in order, without repeats."""
+    runs = []
+    for pattern in patterns:
+        matches = [p for p in sorted(glob.glob(pattern)) if os.path.isdir(p)]
+        found = [p for p in matches if os.path.isfile(os.path.join(p, need))]
+        if not found:
+            raise ConfigError(f'{pattern}: no run directory with a {need} there')
+        for p in matches:
+            if p not in found:
+                print(f'skipping {p}: no {need}')
+        runs += [os.path.normpath(p) for p in found if os.path.normpath(p) not in runs]
+    return runs
+
+
+def group_runs(configs, names=None):
+    """Runs whose configs differ only by seed (or by where and how they ran) form one variant.
+    Returns [(label, [indices into configs])]; labels name the config keys that differ between variants."""
+    groups = {}
+    for i, c in enumerate(configs):
+        key = json.dumps({k: v for k, v in sorted(c.items()) if k not in NOT_IN_NAME})
+        groups.setdefault(key, []).append(i)
+    firsts = [configs[idx[0]] for idx in groups.values()]
+    keys = list(dict.fromkeys(k for c in configs for k in c if k not in NOT_IN_NAME))
+    differ = [k for k in keys if len({json.dumps(c.get(k)) for c in firsts}) > 1]
+    labels = [', '.join(f'{k}={c.get(k)}' for k in differ) for c in firsts]
+    if len(labels) == 1:  # one variant: name it after its run directory, less the seed
+        name = os.path.basename(names[0]) if names else ''
+        labels = [re.sub(r',?seed=\d+$', '', name) or 'model']
+    return list(zip(labels, groups.values()))
+
+
+# -----------------------------------------------------------------------------
+# command line: flags checked against the defaults' types, no exec
+
+def parse_flags(argv, defaults):
+    """--key=value (or --key value; a bare --flag is True for a bool) checked against the defaults' types.
+    Returns (options, positional arguments)."""
+    opts, positional, i = dict(defaults), [], 0
+    while i < len(argv):
+        arg = argv[i]
+        i += 1
+        if not arg.startswith('--'):
+            positional.append(arg)
+            continue
+        key, eq, raw = arg[2:].partition('=')
+        if key not in defaults:
+            close = difflib.get_close_matches(key, defaults, n=3)
+            raise ConfigError(f'unknown flag --{key}' + (f' (did you mean {", ".join(close)}?)' if close else '')
+                              + f'; flags: {" ".join("--" + k for k in defaults)}')
+        default = defaults[key]
+        if not eq:
+            if isinstance(default, bool):
+                raw = 'True'
+            elif i < len(argv):
+                raw, i = argv[i], i + 1
+            else:
+                raise ConfigError(f'--{key} needs a value: --{key}=VALUE')
+        if isinstance(default, str):
+            value = raw
+        elif isinstance(default, bool):
+            if raw.lower() not in ('true', 'false'):
+                raise ConfigError(f'--{key} takes True or False, got {raw!r}')
+            value = raw.lower() == 'true'
+        else:
+            try:
+                value = ast.literal_eval(raw)
+            except (ValueError, SyntaxError):
+                value = raw
+            if type(value) is not type(default):
+                raise ConfigError(f'--{key} takes {type(default).__name__}, got {raw!r}')
+        opts[key] = value
+    return opts, positional
+
+
+EVAL_DEFAULTS = {
+    'max_loops': 50,        # inference loops: every b_eval = 1..max_loops is scored
+    'n_prompts': 1280,      # size of the fixed evaluation set
+    'k_prompts': 256,       # the first this many of them for the k sweep, which costs ~N/2 loop sweeps (0: all)
+    'seed': 0,              # its seed, and the seed of random truncation at eval time
+    'full_context': False,  # run a truncated model on the full context (n_keep = 0) instead of its cut
+    'device': 'auto',       # auto | cpu | cuda | cuda:N | mps
+    'gd_steps': 10,         # steps of the gradient descent baseline
+}
+
+
+def check_device(name):
+    try:
+        device = resolve_device(name)
+    except RuntimeError:
+        raise ConfigError(f'--device={name!r}: use auto, cpu, cuda, cuda:N or mps') from None
+    if device.type not in ('cpu', 'cuda', 'mps') or (device.type == 'cuda' and not torch.cuda.is_available()) \
+            or (device.type == 'mps' and not torch.backends.mps.is_available()):
+        raise ConfigError(f'--device={name!r}: not available here')
+    return device
+
+
+def fmt(values):
+    """mean ± std over seeds."""
+    values = np.asarray(values, dtype=float)
+    return f'{values.mean():.4g} ± {values.std(ddof=1):.2g}' if len(values) > 1 else f'{values.mean():.4g}'
+
+
+def print_summary(results, names):
+    """One line per variant: query error at b_train and at max_loops (all N examples), and at a few k."""
+    configs = [r['config'] for r in results]
+    N, d = configs[0]['n_points'], configs[0]['n_dims']
+    ks = sorted({max(1, d // 2), d, 2 * d, N} & set(range(N + 1)))
+    e = results[0]['eval']
+    print(f'\nquery error (squared error / d), mean ± std over seeds, on {e["n_prompts"]} prompts '
+          f'(k columns: the first {e["k_prompts"]}):')
+    header = ['variant', 'seeds', 'b_train', 'at b_train', 'at max_loops'] + [f'k={k} at b_train' for k in ks]
+    rows = [header]
+    for label, idx in group_runs(configs, names):
+        rs = [results[i] for i in idx]
+        b, B = rs[0]['b_train'], rs[0]['eval']['max_loops']
+        at_b = fmt([r['err_vs_loops']['mean'][b - 1] for r in rs]) if b <= B else '-'  # b_train > max_loops
+        row = [label, str(len(rs)), str(b), at_b, fmt([r['err_vs_loops']['mean'][B - 1] for r in rs])]
+        for k in ks:
+            ok = all(k < len(r['k']) for r in rs)
+            row.append(fmt([r['err_vs_k']['model_b_train']['mean'][k] for r in rs]) if ok else '-')
+        rows.append(row)
+    widths = [max(len(r[j]) for r in rows) for j in range(len(header))]
+    for r in rows:
+        print('  '.join(cell.ljust(w) if j == 0 else cell.rjust(w) for j, (cell, w) in enumerate(zip(r, widths))))
+
+
+def main(argv):
+    try:
+        opts, patterns = parse_flags(argv, EVAL_DEFAULTS)
+        if not patterns:
+            raise ConfigError('name the run directories: python eval_extrapolation.py out/RUN [out/RUN ...]')
+        for key, low in (('max_loops', 1), ('n_prompts', 2), ('gd_steps', 0)):
+            if opts[key] < low:
+                raise ConfigError(f'--{key}={opts[key]}: must be at least {low}')
+        if opts['k_prompts'] < 0 or opts['k_prompts'] == 1:
+            raise ConfigError(f'--k_prompts={opts["k_prompts"]}: must be 0 (all) or at least 2')
+        device = check_device(opts['device'])
+        runs = find_runs(patterns, 'ckpt.pt')
+        models = [load_model(os.path.join(r, 'ckpt.pt'), device) for r in runs]  # every one loads before any is written
+    except ConfigError as err:
+        print(f'error: {err}', file=sys.stderr)
+        sys.exit(2)
+
+    eval_sets, results = {}, []
+    for run, (model, config) in zip(runs, models):
+        # one fixed set per task and shape, drawn on the CPU: every run and every device sees the same prompts
+        data_key = tuple(config.get(k) for k in ('task', 'n_dims', 'n_points', 'noise_std', 'sparsity'))
+        if data_key not in eval_sets:
+            xs, ys = validation_set(config['task'], opts['n_prompts'], config['n_points'], config['n_dims'],
+                                    opts['seed'], 'cpu', config.get('noise_std', 0.0), config.get('sparsity', 3))
+            eval_sets[data_key] = xs, ys
+        result = evaluate_run(model, config, *eval_sets[data_key], opts['max_loops'], opts['seed'],
+                              opts['full_context'], opts['gd_steps'], opts['k_prompts'])
+        path = os.path.join(run, 'eval.json')
+        with open(path + '.tmp', 'w') as f:
+            json.dump(result, f, indent=1)
+        os.replace(path + '.tmp', path)  # a reader never sees half a file
+        b, B, err = result['b_train'], opts['max_loops'], result['err_vs_loops']['mean']
+        at_b = f'{err[b - 1]:.4g}' if b <= B else '-'
+        seconds = result['seconds']
+        print(f'{path}: error at b_train={b} {at_b}, at b={B} {err[B - 1]:.4g} (on {device}: loop sweep '
+              f'{seconds["loop_sweep"]:.1f}s, k sweep {seconds["k_sweep"]:.1f}s)', flush=True)
+        results.append(result)
+    print_summary(results, runs)
+
+
+if __name__ == '__main__':
+    main(sys.argv[1:])

@@ -1,0 +1,282 @@
+"""
+Figures from the runs' logs (log.csv) and eval results (eval.json): every curve is a mean over seeds with
+a shaded band (std over seeds; with a single seed, the eval curves fall back to the standard error over prompts).
+
+    python plot.py out/exp5_* --out=figures/
+    python plot.py out/exp5_* --only="select=first" --labels="n_keep=0=full context;n_keep=32=keep 32"
+
+Runs whose configs differ only by seed (or by where and how they ran) form one variant, labelled by the
+config keys that differ between variants. --only keeps the variants whose label holds any of the given
+substrings, --labels renames them (old=new, split at the last '='); both take lists split at ';', or at ','
+when there is no ';'. Writes NAME.svg and NAME.png into --out for performance, loss_comparison,
+extrapolation and error_vs_examples; a figure no run has the data for is skipped with a message.
+"""
+
+import csv
+import json
+import math
+import os
+import sys
+
+import matplotlib
+matplotlib.use('Agg')  # files only: no display needed, works on a headless machine
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.ticker import MaxNLocator
+
+from eval_extrapolation import find_runs, group_runs, parse_flags
+from train import ConfigError
+
+PLOT_DEFAULTS = {'out': 'figures/', 'only': '', 'labels': ''}
+ERROR = 'query error (squared error / d)'
+# the baselines thin, grey, dotted and marked, so that colours and solid / dashed lines stay for the models
+BASELINE_STYLE = {'least_squares': ('least squares', '0.0', 'o'), 'ridge': ('ridge', '0.35', 's'),
+                  'knn': ('3-nearest neighbours', '0.55', '^'), 'averaging': ('averaging', '0.55', 'v'),
+                  'gd': ('gradient descent', '0.2', 'x')}
+
+
+def load_run(path):
+    with open(os.path.join(path, 'config.json')) as f:
+        run = {'dir': path, 'config': json.load(f), 'log': None, 'eval': None}
+    log_path, eval_path = os.path.join(path, 'log.csv'), os.path.join(path, 'eval.json')
+    if os.path.isfile(log_path):
+        with open(log_path, newline='') as f:
+            rows = list(csv.DictReader(f))
+        if rows:  # {column: (rows,)}; an empty cell is NaN
+            run['log'] = {col: np.array([float(r[col]) if r[col] else math.nan for r in rows]) for col in rows[0]}
+    if os.path.isfile(eval_path):
+        with open(eval_path) as f:
+            run['eval'] = json.load(f)
+    return run
+
+
+def split_list(text):
+    return [s.strip() for s in text.split(';' if ';' in text else ',') if s.strip()]
+
+
+def wrap(label, width=40):
+    """A long variant label over several lines, broken after its commas, so the legend stays narrow."""
+    lines = ['']
+    for part in (p.strip() for p in label.split(',')):
+        if lines[-1] and len(lines[-1]) + len(part) + 2 > width:
+            lines[-1] += ','
+            lines.append(part)
+        else:
+            lines[-1] = f'{lines[-1]}, {part}' if lines[-1] else part
+    return '\n'.join(lines)
+
+
+# -----------------------------------------------------------------------------
+# mean and spread over seeds
+
+def stack(curves):
+    """Curves (x, y) of unequal length onto the union of their x: x (n,), y (runs, n), NaN where a run has none."""
+    x = np.unique(np.concatenate([np.asarray(c[0], dtype=float) for c in curves]))
+    y = np.full((len(curves), len(x)), np.nan)
+    for i, (cx, cy) in enumerate(curves):
+        y[i, np.searchsorted(x, cx)] = np.asarray(cy, dtype=float)
+    return x, y
+
+
+def mean_std(y):
+    """Mean and std (ddof 1) over runs, ignoring NaN: (n,), (n,); the std is 0 where fewer than two runs count."""
+    count = (~np.isnan(y)).sum(0)
+    mean = np.where(count > 0, np.nansum(y, 0) / np.maximum(count, 1), np.nan)  # NaN where no run has a value
+    var = np.nansum((y - mean) ** 2, 0) / np.maximum(count - 1, 1)
+    return mean, np.sqrt(var) * (count > 1)
+
+
+def draw(ax, x, mean, spread, color, label=None, **kw):
+    """A mean line and its band; on a log axis a band reaching below zero is cut short of the axis' floor.
+    Few points (a short run's log) get markers, so that even a single point shows."""
+    ax.plot(x, mean, color=color, label=label, marker='o' if len(x) < 15 else None, ms=3, **kw)
+    if np.any(spread > 0):
+        ax.fill_between(x, np.maximum(mean - spread, mean * 1e-3), mean + spread, color=color, alpha=0.2, lw=0)
+
+
+def log_ylim(ax, means, floor=1e-7):
+    """y limits from the mean lines only, so that a wide band or an exact zero doesn't squash the plot."""
+    values = np.concatenate([np.ravel(m) for m in means])
+    values = values[np.isfinite(values) & (values > floor)]
+    if values.size:
+        ax.set_ylim(values.min() / 1.5, values.max() * 1.5)
+
+
+def eval_curve(runs, key, sub=None):
+    """Mean over seeds and band of an eval.json curve: x, mean, spread; one seed: ± sem over its prompts."""
+    curves = [(r['eval']['k' if key == 'err_vs_k' else 'loops'], (r['eval'][key][sub] if sub else r['eval'][key]))
+              for r in runs]
+    x, y = stack([(cx, c['mean']) for cx, c in curves])
+    mean, spread = mean_std(y)
+    if len(runs) == 1:
+        spread = np.asarray(curves[0][1]['sem'], dtype=float)
+    return x, mean, spread
+
+
+def seeds(runs):
+    return f'{len(runs)} seeds' if len(runs) > 1 else '1 seed, band: ± sem over prompts'
+
+
+def finish(fig, axes, out, name, title):
+    """One legend for all panels, outside them on the right, so that it never hides a curve; then SVG and PNG."""
+    handles = {}
+    for ax in axes:
+        ax.grid(True, which='major', alpha=0.3)
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    fig.legend(handles.values(), handles.keys(), loc='outside right center', fontsize='small', frameon=False)
+    fig.suptitle(title, fontsize='medium')
+    for ext in ('svg', 'png'):
+        path = os.path.join(out, f'{name}.{ext}')
+        fig.savefig(path, bbox_inches='tight', dpi=150)
+        print(f'wrote {path}')
+    plt.close(fig)
+
+
+# -----------------------------------------------------------------------------
+# the figures: each takes [(label, colour, runs)] and writes NAME.svg and NAME.png
+
+def plot_training(variants, out, columns, name, title):
+    """One panel per log column against the training iteration, one line per variant."""
+    variants = [(label, color, [r for r in runs if r['log'] is not None]) for label, color, runs in variants]
+    variants = [v for v in variants if v[2]]
+    if not variants:
+        print(f'{name}: skipped, no run has a log.csv with rows')
+        return
+    fig, axes = plt.subplots(1, len(columns), figsize=(5.5 * len(columns) + 3, 4.5), squeeze=False,
+                             layout='constrained')
+    for ax, (column, ylabel) in zip(axes[0], columns):
+        means = []
+        for label, color, runs in variants:
+            x, y = stack([(r['log']['iter'], r['log'][column]) for r in runs])
+            mean, std = mean_std(y)
+            draw(ax, x, mean, std, color, f'{label} ({len(runs)} seed{"s" * (len(runs) > 1)})')
+            means.append(mean)
+        ax.set_yscale('log')
+        log_ylim(ax, means)
+        ax.set_xlabel('training iteration')
+        ax.set_ylabel(ylabel)
+    finish(fig, list(axes[0]), out, name, title)
+
+
+def plot_extrapolation(variants, out):
+    variants = [(label, color, [r for r in runs if r['eval'] is not None]) for label, color, runs in variants]
+    variants = [v for v in variants if v[2]]
+    if not variants:
+        print('extrapolation: skipped, no run has an eval.json (python eval_extrapolation.py RUN ...)')
+        return
+    fig, (ax, ax_fp) = plt.subplots(1, 2, figsize=(14, 4.5), layout='constrained')
+    means, fp_means = [], []
+    for label, color, runs in variants:
+        x, mean, spread = eval_curve(runs, 'err_vs_loops')
+        draw(ax, x, mean, spread, color, f'{label} ({seeds(runs)})')
+        means.append(mean)
+        b_train = runs[0]['eval']['b_train']
+        ax.axvline(b_train, color=color, ls=':', lw=1.5)
+        ax_fp.axvline(b_train, color=color, ls=':', lw=1.5)
+        # the hidden state's relative change per loop; null (NaN) at loop 1 and where truncation cut tokens
+        x, y = stack([(r['eval']['loops'], [math.nan if v is None else v for v in r['eval']['fixed_point']])
+                      for r in runs])
+        mean, std = mean_std(y)
+        draw(ax_fp, x, mean, std, color)
+        fp_means.append(mean)
+    ax.set_yscale('log')
+    log_ylim(ax, means)
+    ax.set_xlabel('inference loops b')
+    ax.set_ylabel(f'{ERROR}, N examples')
+    ax.set_title('query error', fontsize='medium')
+    ax_fp.set_yscale('log')
+    log_ylim(ax_fp, fp_means, floor=0)
+    ax_fp.set_xlabel('inference loops b')
+    ax_fp.set_ylabel('||h_b - h_(b-1)|| / ||h_b||')
+    ax_fp.set_title('relative change of the hidden state (fixed point: → 0)', fontsize='medium')
+    ax.plot([], [], color='0.4', ls=':', label='b_train (dotted, in the variant\'s colour)')
+    finish(fig, [ax, ax_fp], out, 'extrapolation',
+           'Extrapolation: the same trained model run for more loops than it was trained with')
+
+
+def plot_error_vs_examples(variants, out):
+    variants = [(label, color, [r for r in runs if r['eval'] is not None]) for label, color, runs in variants]
+    variants = [v for v in variants if v[2]]
+    if not variants:
+        print('error_vs_examples: skipped, no run has an eval.json (python eval_extrapolation.py RUN ...)')
+        return
+    fig, ax = plt.subplots(figsize=(9.5, 5), layout='constrained')
+    means, b_evals = [], set()
+    for label, color, runs in variants:
+        for sub, ls in (('model_b_train', '-'), ('model_max_loops', '--')):
+            x, mean, spread = eval_curve(runs, 'err_vs_k', sub)
+            draw(ax, x, mean, spread, color, f'{label} ({seeds(runs)})' if sub == 'model_b_train' else None, ls=ls)
+            means.append(mean)
+        b_evals.add((runs[0]['eval']['b_train'], runs[0]['eval']['eval']['max_loops']))
+    # the baselines once per distinct prompt set (task, shape and eval settings), from its first run
+    prompt_sets = {}
+    for _, _, runs in variants:
+        c, e = runs[0]['config'], runs[0]['eval']['eval']
+        key = json.dumps([c.get(k) for k in ('task', 'n_dims', 'n_points', 'noise_std', 'sparsity')] +
+                         [e['seed'], e['n_prompts'], e['gd_steps']])
+        prompt_sets.setdefault(key, runs[0])
+    for i, run in enumerate(prompt_sets.values()):
+        for name, (label, grey, marker) in BASELINE_STYLE.items():
+            curve = run['eval']['err_vs_k'][name]
+            suffix = f', d={run["config"]["n_dims"]} N={run["config"]["n_points"]}' if len(prompt_sets) > 1 else ''
+            if name == 'gd':
+                label += f' ({run["eval"]["eval"]["gd_steps"]} steps)'
+            if name == 'least_squares' and run['config'].get('task') == 'linear':
+                label += ' (exact, 0, from k = d)'  # drawn falling off the log axis
+            ax.plot(run['eval']['k'], curve['mean'], color=grey, ls=':', lw=1.2, marker=marker, ms=4,
+                    markevery=max(1, len(curve['mean']) // 12), label=label + suffix)
+            means.append(np.asarray(curve['mean']))
+        ax.axvline(run['config']['n_dims'], color='0.7', lw=1)
+    b_train, max_loops = sorted(b_evals)[0]
+    same_b = len(b_evals) == 1
+    ax.plot([], [], color='0.4', ls='-', label=f'model, b = {b_train if same_b else "b_train"} (as trained)')
+    ax.plot([], [], color='0.4', ls='--', label=f'model, b = {max_loops if same_b else "max_loops"}')
+    ax.set_yscale('log')
+    log_ylim(ax, means, floor=1e-6)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel('in-context examples k (grey vertical line: k = d)')
+    ax.set_ylabel(ERROR)
+    finish(fig, [ax], out, 'error_vs_examples',
+           'Query error vs number of in-context examples: looped model and baselines on the same prompts')
+
+
+def main(argv):
+    try:
+        opts, patterns = parse_flags(argv, PLOT_DEFAULTS)
+        if not patterns:
+            raise ConfigError('name the run directories: python plot.py out/RUN [out/RUN ...] --out=figures/')
+        runs = [load_run(p) for p in find_runs(patterns, 'config.json')]
+        groups = group_runs([r['config'] for r in runs], [r['dir'] for r in runs])
+        rename = {}
+        for entry in split_list(opts['labels']):
+            old, eq, new = entry.rpartition('=')
+            if not eq or old not in [label for label, _ in groups]:
+                raise ConfigError(f'--labels: {entry!r} names no variant (write old=new); the variants are: '
+                                  + '; '.join(label for label, _ in groups))
+            rename[old] = new
+        only = split_list(opts['only'])
+        variants = [(rename.get(label, label), idx) for label, idx in groups
+                    if not only or any(s in label or s in rename.get(label, label) for s in only)]
+        if not variants:
+            raise ConfigError(f'--only={opts["only"]!r} keeps no variant; the variants are: '
+                              + '; '.join(label for label, _ in groups))
+    except ConfigError as err:
+        print(f'error: {err}', file=sys.stderr)
+        sys.exit(2)
+
+    os.makedirs(opts['out'], exist_ok=True)
+    colors = plt.rcParams['axes.prop_cycle'].by_key()['color']
+    variants = [(wrap(label), colors[i % len(colors)], [runs[j] for j in idx]) for i, (label, idx) in enumerate(variants)]
+    plot_training(variants, opts['out'], [('val_err', f'validation {ERROR}')], 'performance',
+                  'Validation query error during training (at b_train, N examples; mean ± std over seeds)')
+    plot_training(variants, opts['out'], [('train_loss', 'training loss (MSE in the loss window)'),
+                                          ('val_err', f'validation {ERROR}')], 'loss_comparison',
+                  'Training loss vs validation query error (mean ± std over seeds): '
+                  'a falling loss is not a solved task')
+    plot_extrapolation(variants, opts['out'])
+    plot_error_vs_examples(variants, opts['out'])
+
+
+if __name__ == '__main__':
+    main(sys.argv[1:])
