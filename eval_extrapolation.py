@@ -12,8 +12,6 @@ they, can differ between a CPU and a GPU. On a CPU shared with other jobs, OMP_N
 several times faster than torch's default of one thread per core.
 """
 
-import ast
-import difflib
 import glob
 import json
 import math
@@ -26,7 +24,7 @@ import numpy as np
 import torch
 
 from data import first_k, make_generator, validation_set
-from train import NOT_IN_NAME, ConfigError, load_model, resolve_device
+from train import NOT_IN_NAME, ConfigError, check_device, load_model, parse_flag
 
 # -----------------------------------------------------------------------------
 # baselines: each maps prompts xs (B, k+1, d), ys (B, k+1) to a prediction for the query (B,)
@@ -227,42 +225,13 @@ def group_runs(configs, names=None):
 # command line: flags checked against the defaults' types, no exec
 
 def parse_flags(argv, defaults):
-    """--key=value (or --key value; a bare --flag is True for a bool) checked against the defaults' types.
-    Returns (options, positional arguments)."""
-    opts, positional, i = dict(defaults), [], 0
-    while i < len(argv):
-        arg = argv[i]
-        i += 1
-        if not arg.startswith('--'):
-            positional.append(arg)
-            continue
-        key, eq, raw = arg[2:].partition('=')
-        if key not in defaults:
-            close = difflib.get_close_matches(key, defaults, n=3)
-            raise ConfigError(f'unknown flag --{key}' + (f' (did you mean {", ".join(close)}?)' if close else '')
-                              + f'; flags: {" ".join("--" + k for k in defaults)}')
-        default = defaults[key]
-        if not eq:
-            if isinstance(default, bool):
-                raw = 'True'
-            elif i < len(argv):
-                raw, i = argv[i], i + 1
-            else:
-                raise ConfigError(f'--{key} needs a value: --{key}=VALUE')
-        if isinstance(default, str):
-            value = raw
-        elif isinstance(default, bool):
-            if raw.lower() not in ('true', 'false'):
-                raise ConfigError(f'--{key} takes True or False, got {raw!r}')
-            value = raw.lower() == 'true'
+    """--key=value flags checked against the defaults' types, as train.py does. Returns (options, the rest)."""
+    opts, positional = dict(defaults), []
+    for arg in argv:
+        if arg.startswith('--'):
+            parse_flag(arg, opts, defaults, {})
         else:
-            try:
-                value = ast.literal_eval(raw)
-            except (ValueError, SyntaxError):
-                value = raw
-            if type(value) is not type(default):
-                raise ConfigError(f'--{key} takes {type(default).__name__}, got {raw!r}')
-        opts[key] = value
+            positional.append(arg)
     return opts, positional
 
 
@@ -275,17 +244,6 @@ EVAL_DEFAULTS = {
     'device': 'auto',       # auto | cpu | cuda | cuda:N | mps
     'gd_steps': 10,         # steps of the gradient descent baseline
 }
-
-
-def check_device(name):
-    try:
-        device = resolve_device(name)
-    except RuntimeError:
-        raise ConfigError(f'--device={name!r}: use auto, cpu, cuda, cuda:N or mps') from None
-    if device.type not in ('cpu', 'cuda', 'mps') or (device.type == 'cuda' and not torch.cuda.is_available()) \
-            or (device.type == 'mps' and not torch.backends.mps.is_available()):
-        raise ConfigError(f'--device={name!r}: not available here')
-    return device
 
 
 def fmt(values):

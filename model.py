@@ -240,8 +240,8 @@ class LoopedGPT(nn.Module):
         iterations of the squared error against the matching y (all positions, or the query only).
         """
         c = self.config
-        n_loops = n_loops or c.n_loops
-        loss_window = min(loss_window or c.loss_window, n_loops)
+        n_loops = c.n_loops if n_loops is None else n_loops
+        loss_window = min(c.loss_window if loss_window is None else loss_window, n_loops)
         n_keep = c.n_keep if n_keep is None else n_keep
         B, P, _ = xs.shape
         n_examples = P - 1

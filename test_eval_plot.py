@@ -195,7 +195,7 @@ def test_eval_rejects_a_bad_flag(runs):
     before = {f: os.path.getmtime(os.path.join(runs[0], f)) for f in os.listdir(runs[0])}
     r = run('eval_extrapolation.py', runs[0], '--max_loop=5')
     assert r.returncode == 2
-    assert r.stderr.startswith('error: unknown flag --max_loop') and r.stderr.count('\n') == 1, r.stderr
+    assert r.stderr.startswith("error: --max_loop: unknown key 'max_loop' (did you mean max_loops?)") and r.stderr.count('\n') == 1, r.stderr
     assert 'Traceback' not in r.stderr and r.stdout == ''
     assert {f: os.path.getmtime(os.path.join(runs[0], f)) for f in os.listdir(runs[0])} == before
 

@@ -114,8 +114,8 @@ class ConfigError(Exception):
 # -----------------------------------------------------------------------------
 # configuration: config files, then --key=value, checked against the defaults' types
 
-def coerce(key, value, source):
-    default = DEFAULTS[key]
+def coerce(key, value, source, defaults=DEFAULTS, choices=CHOICES):
+    default = defaults[key]
     if isinstance(value, str) and not isinstance(default, str):
         if isinstance(default, bool) and value.lower() in ('true', 'false'):
             return value.lower() == 'true'
@@ -126,17 +126,32 @@ def coerce(key, value, source):
         value = float(value)  # an int where a float is expected is fine
     if type(value) is not type(default):
         raise ConfigError(f'{source}: {key} takes {type(default).__name__}, got {value!r}')
-    if key in CHOICES and value not in CHOICES[key]:
-        raise ConfigError(f'{source}: {key} must be one of {" | ".join(CHOICES[key])}, got {value!r}')
+    if key in choices and value not in choices[key]:
+        raise ConfigError(f'{source}: {key} must be one of {" | ".join(choices[key])}, got {value!r}')
     return value
 
 
-def set_value(config, key, value, source):
-    if key not in DEFAULTS:
-        close = difflib.get_close_matches(key, DEFAULTS, n=3)
+def set_value(config, key, value, source, defaults=DEFAULTS, choices=CHOICES):
+    if key not in defaults:
+        close = difflib.get_close_matches(key, defaults, n=3)
         hint = f' (did you mean {", ".join(close)}?)' if close else ''
         raise ConfigError(f'{source}: unknown key {key!r}{hint}')
-    config[key] = coerce(key, value, source)
+    config[key] = coerce(key, value, source, defaults, choices)
+
+
+def parse_flag(arg, config, defaults=DEFAULTS, choices=CHOICES):
+    """Apply one --key=value to config: the value read as a Python literal, or else as a bare word."""
+    key, eq, raw = arg[2:].partition('=')
+    if not eq:
+        raise ConfigError(f'--{key}: write flags as --{key}=value')
+    if isinstance(defaults.get(key), str):
+        value = raw  # a string flag takes the text as it is (--run_name=123 is the name '123')
+    else:
+        try:
+            value = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            value = raw  # reported by coerce as the wrong type
+    set_value(config, key, value, f'--{key}', defaults, choices)
 
 
 def parse_config(argv):
@@ -145,14 +160,7 @@ def parse_config(argv):
     config, base, stems = dict(DEFAULTS), dict(DEFAULTS), []
     for arg in argv:
         if arg.startswith('--'):
-            key, eq, raw = arg[2:].partition('=')
-            if not eq:
-                raise ConfigError(f'--{key}: write flags as --{key}=value')
-            try:
-                value = ast.literal_eval(raw)
-            except (ValueError, SyntaxError):
-                value = raw  # a bare word such as random is a string
-            set_value(config, key, value, f'--{key}')
+            parse_flag(arg, config)
         else:
             if not os.path.isfile(arg):
                 raise ConfigError(f'config file {arg!r} does not exist')
@@ -199,16 +207,21 @@ def check_config(c):
              f'must be 0 (no curriculum) or at most {end}={c[end]}, where the curriculum ends')
         need(c[f'{name}_step'] >= 1, f'{name}_step', 'must be at least 1')
         need(c[f'{name}_interval'] >= 1, f'{name}_interval', 'must be at least 1')
-    if c['device'] != 'auto':
-        try:
-            dev = torch.device(c['device'])
-        except RuntimeError:
-            raise ConfigError(f'--device={c["device"]!r}: use auto, cpu, cuda, cuda:N or mps') from None
-        need(dev.type in ('cpu', 'cuda', 'mps'), 'device', 'use auto, cpu, cuda, cuda:N or mps')
-        need(dev.type != 'cuda' or torch.cuda.is_available(), 'device', 'CUDA is not available here')
-        need(dev.type != 'mps' or torch.backends.mps.is_available(), 'device', 'MPS is not available here')
+    check_device(c['device'])
     if c['dtype'] == 'bfloat16':
         need(resolve_device(c['device']).type != 'mps', 'dtype', 'bfloat16 autocast is not supported on MPS')
+
+
+def check_device(name):
+    """The torch.device a --device value names, or a ConfigError if it is malformed or not here."""
+    try:
+        device = resolve_device(name)
+    except RuntimeError:
+        raise ConfigError(f'--device={name!r}: use auto, cpu, cuda, cuda:N or mps') from None
+    available = {'cpu': True, 'cuda': torch.cuda.is_available(), 'mps': torch.backends.mps.is_available()}
+    if not available.get(device.type, False):
+        raise ConfigError(f'--device={name!r}: not available here (use auto, cpu, cuda, cuda:N or mps)')
+    return device
 
 
 def run_dir(config, base, stems):
