@@ -11,8 +11,10 @@ Bench-only flags (everything else goes to train.parse_config, so a bad flag is t
     --steps=20       timed steps; each is timed on its own and the median is reported
     --compare=False  also run the plain baseline: explicit (B, nh, T, T) attention matrices, no compile,
                      the same loss window (the reference code runs its first b - T loops without a graph
-                     too); each variant runs in its own process, so each has its own peak memory
+                     too). Each runs in a process of its own, so each has its own peak memory, and they
+                     take steps in turn, so load from other work on a shared machine slows both alike
     --threads=0      torch.set_num_threads (0 leaves torch's default, one per core)
+    --lockstep=False (what --compare starts) wait for a line on stdin before each step, answer one after it
 
 A step is what one iteration of train.py's loop does: draw a batch, forward, backward, clip, AdamW,
 always at the config's full d, N and b (the curriculum's start values play no part).
@@ -36,32 +38,20 @@ import train
 from data import make_generator, sample_batch
 from model import LoopedGPT
 
-BENCH_DEFAULTS = {'warmup': 5, 'steps': 20, 'compare': False, 'threads': 0}
+BENCH_DEFAULTS = {'warmup': 5, 'steps': 20, 'compare': False, 'threads': 0, 'lockstep': False}
 BASELINE = {'attention': 'manual', 'compile': False}  # what the plain baseline changes in the config
 SHAPE_KEYS = ('n_dims', 'n_points', 'n_layer', 'n_head', 'n_embd', 'mlp_size', 'batch_size', 'n_loops',
               'loss_window')  # always reported, default or not
 
 
 def split_args(argv):
-    """Bench-only flags out of argv, checked against their defaults' types: (bench options, the rest)."""
+    """Bench-only flags out of argv, read as train.py reads its own: (bench options, the rest)."""
     opts, rest = dict(BENCH_DEFAULTS), []
     for arg in argv:
-        key, eq, raw = arg[2:].partition('=') if arg.startswith('--') else ('', '', '')
-        if key not in BENCH_DEFAULTS:
+        if arg.startswith('--') and arg[2:].partition('=')[0] in BENCH_DEFAULTS:
+            train.parse_flag(arg, opts, BENCH_DEFAULTS, {})
+        else:
             rest.append(arg)  # train.parse_config's business, errors included
-            continue
-        if not eq:
-            raise train.ConfigError(f'--{key}: write flags as --{key}=value')
-        default = BENCH_DEFAULTS[key]
-        value = raw.lower() == 'true' if isinstance(default, bool) and raw.lower() in ('true', 'false') else raw
-        if not isinstance(default, bool):
-            try:
-                value = int(raw)
-            except ValueError:
-                pass
-        if type(value) is not type(default):
-            raise train.ConfigError(f'--{key} takes {type(default).__name__}, got {raw!r}')
-        opts[key] = value
     for key, low in (('warmup', 0), ('steps', 1), ('threads', 0)):
         if opts[key] < low:
             raise train.ConfigError(f'--{key}={opts[key]}: must be at least {low}')
@@ -75,8 +65,9 @@ def peak_mem_mb(device):
     return rss / 2**20 if sys.platform == 'darwin' else rss / 2**10
 
 
-def bench(c, warmup, steps):
-    """Time `steps` training steps of config c (a SimpleNamespace of train.py's keys) after `warmup` steps."""
+def bench(c, warmup, steps, lockstep=False):
+    """Time `steps` training steps of config c (a SimpleNamespace of train.py's keys) after `warmup` steps.
+    lockstep: wait for a line on stdin before each step and answer one when it is done (see compare)."""
     device = train.resolve_device(c.device)
     ctx, dtype_name = train.autocast(device, c.dtype)
     torch.manual_seed(c.seed)
@@ -88,7 +79,9 @@ def bench(c, warmup, steps):
     if c.compile:  # as train.py compiles it
         torch._dynamo.config.cache_size_limit = max(64, c.n_points + 1)
         step_model = torch.compile(model, mode='reduce-overhead' if device.type == 'cuda' else 'default')
-    sync = torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)
+    # the host only queues GPU work: wait for it before reading the clock
+    sync = {'cuda': lambda: torch.cuda.synchronize(device), 'mps': lambda: torch.mps.synchronize()}.get(
+        device.type, lambda: None)
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats(device)
     setup_mem = peak_mem_mb(device)
@@ -99,16 +92,22 @@ def bench(c, warmup, steps):
         n_keep = c.n_keep
         if c.n_keep_random:
             n_keep = int(torch.randint(c.n_keep, c.n_points + 1, (1,), generator=host_gen))
+        extra = {'micro_batch': c.micro_batch} if 'micro_batch' in train.DEFAULTS else {}  # where train.py has it
         return train.train_step(step_model, optimizer, xs, ys, c.n_loops, c.loss_window, n_keep, data_gen, ctx,
-                                c.grad_clip)
+                                c.grad_clip, **extra)
 
-    times = []
+    times, cpu_times = [], []  # wall and process CPU seconds of each step
     for i in range(warmup + steps):
+        if lockstep:
+            sys.stdin.readline()
         sync()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         loss = one_step()
         sync()
         times.append(time.perf_counter() - t0)
+        cpu_times.append(time.process_time() - c0)
+        if lockstep:
+            print('done', flush=True)
     if not torch.isfinite(loss):
         print(f'warning: the loss is {loss.item()} after {warmup + steps} steps', file=sys.stderr)
 
@@ -126,22 +125,42 @@ def bench(c, warmup, steps):
         'peak_flops': peak_flops,
         'step_ms': round(1000 * step_s, 2),  # median
         'step_ms_min_max': [round(1000 * min(times[warmup:]), 2), round(1000 * max(times[warmup:]), 2)],
+        'cpu_ms': round(1000 * statistics.median(cpu_times[warmup:]), 2),  # all threads, spin-waiting included
         'first_step_s': round(times[0], 3),  # includes compilation when compile=True
         'device': str(device) if device.type != 'cuda' else torch.cuda.get_device_name(device),
         'dtype': dtype_name,
         'threads': torch.get_num_threads(),
+        # a shared machine: the load beside this run, and OpenMP's waiting (spinning threads suffer most)
+        'load_avg': round(os.getloadavg()[0], 2), 'omp_wait_policy': os.environ.get('OMP_WAIT_POLICY', ''),
         'torch': torch.__version__,
     }
 
 
-def run_variant(train_args, opts, extra=()):
-    """One variant in a process of its own (its own peak RSS): its JSON result, or exit as it did."""
-    cmd = [sys.executable, os.path.abspath(__file__), *train_args, *extra,
-           f'--warmup={opts["warmup"]}', f'--steps={opts["steps"]}', f'--threads={opts["threads"]}']
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
-    if proc.returncode != 0:
-        sys.exit(proc.returncode)
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+def compare(train_args, opts):
+    """The baseline and the config, each in a process of its own (so each has its own peak memory), stepped
+    in turn: other work on a shared machine slows both alike, and the ratio holds. Returns both results."""
+    variants = {'baseline': [f'--{k}={v}' for k, v in BASELINE.items()], 'config': []}  # later flags win
+    procs = {name: subprocess.Popen([sys.executable, os.path.abspath(__file__), *train_args, *extra,
+                                     f'--warmup={opts["warmup"]}', f'--steps={opts["steps"]}',
+                                     f'--threads={opts["threads"]}', '--lockstep=True'],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+             for name, extra in variants.items()}
+    for i in range(opts['warmup'] + opts['steps']):
+        for p in (procs.values() if i % 2 == 0 else reversed(procs.values())):  # neither always goes first
+            p.stdin.write('go\n')
+            p.stdin.flush()
+            if not p.stdout.readline():  # it died: its error is on stderr already
+                for q in procs.values():
+                    q.kill()
+                sys.exit(p.wait() or 1)
+    results = {}
+    for name, p in procs.items():
+        p.stdin.close()
+        out = p.stdout.read()  # through the same buffer readline used: communicate() would bypass it
+        if p.wait():
+            sys.exit(p.returncode)
+        results[name] = json.loads(out.strip().splitlines()[-1])
+    return results['baseline'], results['config']
 
 
 def main(argv):
@@ -154,17 +173,16 @@ def main(argv):
     shown = {k: v for k, v in config.items() if k in SHAPE_KEYS or v != train.DEFAULTS[k]}
 
     if opts['compare']:
-        # the baseline first, each in a fresh process; later --key=value flags win in parse_config
-        base = run_variant(train_args, opts, [f'--{k}={v}' for k, v in BASELINE.items()])
-        result = run_variant(train_args, opts)
+        base, result = compare(train_args, opts)
         result['baseline'] = {'overrides': BASELINE, **{k: base[k] for k in (
-            'steps_per_s', 'tokens_per_s', 'peak_mem_mb', 'mfu', 'step_ms', 'step_ms_min_max')}}
+            'steps_per_s', 'tokens_per_s', 'peak_mem_mb', 'mfu', 'step_ms', 'step_ms_min_max', 'cpu_ms',
+            'load_avg')}}
         result['speedup'] = round(result['steps_per_s'] / base['steps_per_s'], 3)
         result['mem_ratio'] = round(result['peak_mem_mb'] / base['peak_mem_mb'], 3)
     else:
         if opts['threads']:
             torch.set_num_threads(opts['threads'])
-        result = bench(SimpleNamespace(**config), opts['warmup'], opts['steps'])
+        result = bench(SimpleNamespace(**config), opts['warmup'], opts['steps'], opts['lockstep'])
     result.update(warmup=opts['warmup'], steps=opts['steps'], config=shown)
     print(json.dumps(result), flush=True)
 
