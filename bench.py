@@ -166,7 +166,7 @@ def compare(train_args, opts):
 def main(argv):
     try:
         opts, train_args = split_args(argv)
-        config, _, _ = train.parse_config(train_args)
+        config, _, stems = train.parse_config(train_args)
     except train.ConfigError as err:
         print(f'error: {err}', file=sys.stderr)
         sys.exit(2)
@@ -183,7 +183,7 @@ def main(argv):
         if opts['threads']:
             torch.set_num_threads(opts['threads'])
         result = bench(SimpleNamespace(**config), opts['warmup'], opts['steps'], opts['lockstep'])
-    result.update(warmup=opts['warmup'], steps=opts['steps'], config=shown)
+    result.update(warmup=opts['warmup'], steps=opts['steps'], config_files=stems, config=shown)
     print(json.dumps(result), flush=True)
 
 

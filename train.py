@@ -343,7 +343,7 @@ def load_model(path, device='cpu'):
 # -----------------------------------------------------------------------------
 # the training run
 
-PEAK_FLOPS = {'cuda': 989e12, 'cpu': 150e9}  # H100 bf16 dense; a 2-core x86 CPU in fp32 (measured, DESIGN.md)
+PEAK_FLOPS = {'cuda': 989e12, 'cpu': 150e9}  # H100 bf16 dense; fp32 matmul on this project's 2-core CPU (issue 4)
 LOG_COLUMNS = ['iter', 'train_loss', 'val_loss', 'val_err', 'lr', 'ms_per_step']
 
 
