@@ -75,10 +75,7 @@ def bench(c, warmup, steps, lockstep=False):
     optimizer = model.configure_optimizers(c.weight_decay, c.learning_rate, (c.beta1, c.beta2), device.type)
     data_gen = make_generator(c.seed, device)
     host_gen = make_generator(c.seed)
-    step_model = model
-    if c.compile:  # as train.py compiles it
-        torch._dynamo.config.cache_size_limit = max(64, c.n_points + 1)
-        step_model = torch.compile(model, mode='reduce-overhead' if device.type == 'cuda' else 'default')
+    step_model = train.compiled(model, c, device)
     # the host only queues GPU work: wait for it before reading the clock
     sync = {'cuda': lambda: torch.cuda.synchronize(device), 'mps': lambda: torch.mps.synchronize()}.get(
         device.type, lambda: None)

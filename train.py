@@ -275,6 +275,16 @@ def curriculum_at(it, c):
             curriculum(c.loops_start, c.n_loops, c.loops_step, c.loops_interval, it))
 
 
+def compiled(model, c, device):
+    """The model train_step runs: torch.compile-d with compile=True (CUDA graphs on CUDA), else itself.
+    The checkpoint always saves the uncompiled model, so its keys carry no _orig_mod. prefix."""
+    if not c.compile:
+        return model
+    # each curriculum stage is one shape: compiled once, reused until the stage ends
+    torch._dynamo.config.cache_size_limit = max(64, c.n_points + 1)
+    return torch.compile(model, mode='reduce-overhead' if device.type == 'cuda' else 'default')
+
+
 def train_step(model, optimizer, xs, ys, n_loops, loss_window, n_keep, generator, ctx, grad_clip):
     """One optimisation step. Returns the loss as a tensor: no host synchronisation here."""
     with ctx:
@@ -386,11 +396,7 @@ def train(c, directory, ckpt=None):
         with open(log_path, 'w', newline='') as f:
             csv.writer(f).writerows([rows[0]] + [r for r in rows[1:] if int(r[0]) <= start_iter])
 
-    step_model = model
-    if c.compile:
-        # each curriculum stage is one shape: compiled once, reused until the stage ends
-        torch._dynamo.config.cache_size_limit = max(64, c.n_points + 1)
-        step_model = torch.compile(model, mode='reduce-overhead' if device.type == 'cuda' else 'default')
+    step_model = compiled(model, c, device)
     val_xs, val_ys = validation_set(c.task, c.val_prompts, c.n_points, c.n_dims, c.val_seed, device,
                                     c.noise_std, c.sparsity)
 
