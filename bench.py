@@ -9,7 +9,8 @@ data.sample_batch prompts) for any config. Prints one JSON line.
 Bench-only flags (everything else goes to train.parse_config, so a bad flag is the same exit-2 error):
     --warmup=5       untimed steps first (a compiled model compiles in these)
     --steps=20       timed steps; each is timed on its own and the median is reported
-    --compare=False  also run the plain baseline: explicit (B, nh, T, T) attention matrices, no compile,
+    --compare=False  also run the plain baseline: explicit (B, nh, T, T) attention matrices, GELU outputs
+                     kept for the backward (recompute_gelu=False), no compile,
                      the same loss window (the reference code runs its first b - T loops without a graph
                      too). Each runs in a process of its own, so each has its own peak memory, and they
                      take steps in turn, so load from other work on a shared machine slows both alike
@@ -39,7 +40,7 @@ from data import make_generator, sample_batch
 from model import LoopedGPT
 
 BENCH_DEFAULTS = {'warmup': 5, 'steps': 20, 'compare': False, 'threads': 0, 'lockstep': False}
-BASELINE = {'attention': 'manual', 'compile': False}  # what the plain baseline changes in the config
+BASELINE = {'attention': 'manual', 'recompute_gelu': False, 'compile': False}  # what the plain baseline changes
 SHAPE_KEYS = ('n_dims', 'n_points', 'n_layer', 'n_head', 'n_embd', 'mlp_size', 'batch_size', 'n_loops',
               'loss_window')  # always reported, default or not
 

@@ -61,6 +61,28 @@ class CausalSelfAttention(nn.Module):
         return self.resid_dropout(self.c_proj(y))
 
 
+class GeluLinear(torch.autograd.Function):
+    """linear(gelu(u)) that keeps only u for the backward pass and recomputes gelu(u) there: autograd would
+    keep both u (for GELU's gradient) and gelu(u) (for the weight's), two (B, T, mlp_size) tensors per block
+    and loop. Same gradients, one elementwise GELU more per block and loop."""
+
+    @staticmethod
+    def forward(ctx, u, weight, bias):
+        ctx.save_for_backward(u, weight)
+        ctx.has_bias = bias is not None
+        return F.linear(F.gelu(u), weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad):  # grad: (..., n_out)
+        u, weight = ctx.saved_tensors
+        a = F.gelu(u)  # recomputed
+        grad_2d = grad.reshape(-1, grad.size(-1))
+        grad_weight = (grad_2d.t() @ a.reshape(-1, a.size(-1)).to(grad.dtype)).to(weight.dtype)
+        grad_bias = grad_2d.sum(0).to(weight.dtype) if ctx.has_bias else None
+        grad_u = torch.ops.aten.gelu_backward(grad @ weight.to(grad.dtype), u)
+        return grad_u, grad_weight, grad_bias
+
+
 class MLP(nn.Module):
 
     def __init__(self, config):
@@ -68,9 +90,13 @@ class MLP(nn.Module):
         self.c_fc = nn.Linear(config.n_embd, config.mlp_size, bias=config.bias)
         self.c_proj = nn.Linear(config.mlp_size, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
+        self.recompute_gelu = config.recompute_gelu
 
     def forward(self, x):
-        return self.dropout(self.c_proj(F.gelu(self.c_fc(x))))
+        u = self.c_fc(x)  # (B, T, mlp_size)
+        if self.recompute_gelu and torch.is_grad_enabled():
+            return self.dropout(GeluLinear.apply(u, self.c_proj.weight, self.c_proj.bias))
+        return self.dropout(self.c_proj(F.gelu(u)))
 
 
 class Block(nn.Module):
@@ -97,6 +123,7 @@ class LoopedGPTConfig:
     n_head: int = 4
     n_embd: int = 64
     mlp_size: int = 256
+    recompute_gelu: bool = True  # the backward pass recomputes GELU rather than storing its output
     dropout: float = 0.0
     bias: bool = True
     pos_emb: str = 'learned'  # none | learned | sinusoidal | type

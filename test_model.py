@@ -533,3 +533,15 @@ def test_compiled_step_matches_eager():
         losses.append([train.train_step(step_model, optimizer, xs, ys, 3, 2, 0, None, train.nullcontext(), 1.0)
                        for _ in range(3)])
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(*losses))
+
+
+def test_recomputed_gelu_gives_the_same_gradients():
+    """recompute_gelu changes what the backward pass keeps, not what it computes."""
+    xs, ys = prompts()
+    grads = []
+    for recompute in (False, True):
+        model = make_model(recompute_gelu=recompute, n_loops=4, loss_window=2).train()
+        _, loss = model(xs, ys)
+        loss.backward()
+        grads.append([p.grad for p in model.parameters()])
+    assert all(torch.allclose(a, b, rtol=0, atol=1e-7) for a, b in zip(*grads))

@@ -63,6 +63,7 @@ n_layer = 2
 n_head = 4
 n_embd = 64
 mlp_size = 256
+recompute_gelu = True    # recompute the MLP's GELU in the backward pass: less memory, the same gradients
 dropout = 0.0
 bias = True
 pos_emb = 'learned'      # none | learned | sinusoidal | type
@@ -103,7 +104,7 @@ CHOICES = {'init_from': ('scratch', 'resume'), 'task': TASKS, 'pos_emb': POS_EMB
            'lr_schedule': ('constant', 'cosine'), 'dtype': ('auto', 'float32', 'bfloat16')}
 # what changes where and how a run runs, not what it computes: left out of the run's name
 NOT_IN_NAME = ('out_dir', 'run_name', 'eval_interval', 'log_interval', 'init_from', 'overwrite', 'device',
-               'compile', 'seed')
+               'compile', 'seed', 'recompute_gelu')
 CKPT_VERSION = 1
 
 
