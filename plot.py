@@ -159,11 +159,18 @@ def plot_training(variants, out, columns, name, title):
     finish(fig, list(axes[0]), out, name, title)
 
 
-def plot_extrapolation(variants, out):
+def with_eval(variants, name):
+    """The variants' runs that have an eval.json, variants without any dropped; says so if none is left."""
     variants = [(label, color, [r for r in runs if r['eval'] is not None]) for label, color, runs in variants]
     variants = [v for v in variants if v[2]]
     if not variants:
-        print('extrapolation: skipped, no run has an eval.json (python eval_extrapolation.py RUN ...)')
+        print(f'{name}: skipped, no run has an eval.json (python eval_extrapolation.py RUN ...)')
+    return variants
+
+
+def plot_extrapolation(variants, out):
+    variants = with_eval(variants, 'extrapolation')
+    if not variants:
         return
     fig, (ax, ax_fp) = plt.subplots(1, 2, figsize=(14, 4.5), layout='constrained')
     means, fp_means = [], []
@@ -196,10 +203,8 @@ def plot_extrapolation(variants, out):
 
 
 def plot_error_vs_examples(variants, out):
-    variants = [(label, color, [r for r in runs if r['eval'] is not None]) for label, color, runs in variants]
-    variants = [v for v in variants if v[2]]
+    variants = with_eval(variants, 'error_vs_examples')
     if not variants:
-        print('error_vs_examples: skipped, no run has an eval.json (python eval_extrapolation.py RUN ...)')
         return
     fig, ax = plt.subplots(figsize=(9.5, 5), layout='constrained')
     means, b_evals = [], set()
