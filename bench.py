@@ -21,7 +21,7 @@ A step is what one iteration of train.py's loop does: draw a batch, forward, bac
 always at the config's full d, N and b (the curriculum's start values play no part).
 Peak memory is the process's peak RSS on a CPU (interpreter and libraries included, as `time -v`
 would report it) and torch.cuda.max_memory_allocated on CUDA. mfu counts model.flops_per_step against
-train.PEAK_FLOPS for the device type.
+train.PEAK_FLOPS for the device type and dtype.
 """
 
 import json
@@ -111,8 +111,9 @@ def bench(c, warmup, steps, lockstep=False):
 
     step_s = statistics.median(times[warmup:])
     tokens = c.batch_size * (2 * c.n_points + 1)
-    flops = model.flops_per_step(c.batch_size, 2 * c.n_points + 1, c.n_loops, c.loss_window)
-    peak_flops = train.PEAK_FLOPS.get(device.type)
+    n_keep_mean = (c.n_keep + c.n_points) // 2 if c.n_keep_random else c.n_keep  # n_keep_random: the mean draw
+    flops = model.flops_per_step(c.batch_size, c.n_points, c.n_loops, c.loss_window, n_keep_mean)
+    peak_flops = train.PEAK_FLOPS.get((device.type, dtype_name))
     return {
         'steps_per_s': round(1 / step_s, 4),
         'tokens_per_s': round(tokens / step_s, 1),

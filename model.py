@@ -313,9 +313,15 @@ class LoopedGPT(nn.Module):
         fused = device_type == 'cuda'  # one kernel for the whole update on CUDA
         return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=fused)
 
-    def flops_per_step(self, batch_size, n_tokens, n_loops, loss_window):
-        """Matmul FLOPs of one training step: n_loops forward passes, loss_window backward (2x forward)."""
+    def flops_per_step(self, batch_size, n_examples, n_loops, loss_window, n_keep=None):
+        """Matmul FLOPs of one training step: every loop forward, the last loss_window also backward (2x
+        forward), each loop at the tokens it still has after truncation."""
         c = self.config
-        per_token = 2 * c.n_layer * (4 * c.n_embd * c.n_embd + 2 * c.n_embd * c.mlp_size)  # weights
-        per_token += 2 * c.n_layer * 2 * n_tokens * c.n_embd // (2 if c.causal else 1)    # q.k and att.v
-        return batch_size * n_tokens * per_token * (n_loops + 2 * loss_window)
+        n_keep = c.n_keep if n_keep is None else n_keep
+        weights = 2 * c.n_layer * (4 * c.n_embd * c.n_embd + 2 * c.n_embd * c.mlp_size)  # per token
+        total = 0
+        for t in range(1, n_loops + 1):
+            n_tokens = 2 * self.examples_seen(t, n_examples, n_keep, c.n_loops) + 1
+            attention = 2 * c.n_layer * 2 * n_tokens * c.n_embd // (2 if c.causal else 1)  # q.k and att.v
+            total += n_tokens * (weights + attention) * (3 if t > n_loops - loss_window else 1)
+        return batch_size * total

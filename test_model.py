@@ -142,6 +142,16 @@ def test_shrink_schedule():
     assert torch.equal(seen[3], torch.arange(2).expand(B, 2))
 
 
+def test_flops_follow_truncation():
+    """Counted by hand for one layer, n_embd 4, mlp 8, no mask: 256 weight FLOPs a token, plus 16 per token
+    of context for q.k and att.v; loop 1 forward at 5 tokens, loop 2 forward and backward at 3."""
+    model = LoopedGPT(LoopedGPTConfig(n_dims=2, n_points=2, n_layer=1, n_head=1, n_embd=4, mlp_size=8,
+                                      causal=False, n_loops=2, loss_window=1, n_keep=1, truncate_after=1))
+    assert model.flops_per_step(1, 2, 2, 1) == 5 * (256 + 80) + 3 * (256 + 48) * 3
+    assert model.flops_per_step(1, 2, 2, 1, n_keep=0) == 5 * (256 + 80) * (1 + 3)  # uncut
+    assert model.flops_per_step(10, 2, 2, 1) == 10 * model.flops_per_step(1, 2, 2, 1)
+
+
 @pytest.mark.parametrize('pos_emb', ('none', 'type'))
 @pytest.mark.parametrize('causal', (True, False))
 def test_truncate_before_first_loop_is_a_shorter_prompt(pos_emb, causal):

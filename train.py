@@ -354,7 +354,9 @@ def load_model(path, device='cpu'):
 # -----------------------------------------------------------------------------
 # the training run
 
-PEAK_FLOPS = {'cuda': 989e12, 'cpu': 150e9}  # H100 bf16 dense; fp32 matmul on this project's 2-core CPU (issue 4)
+# MFU's denominator per (device type, dtype): H100 SXM dense bf16 and plain fp32 (NVIDIA's datasheet), and the
+# fp32 matmul peak of this project's 2-core CPU (issue 4); other pairs print no MFU
+PEAK_FLOPS = {('cuda', 'bfloat16'): 989e12, ('cuda', 'float32'): 67e12, ('cpu', 'float32'): 150e9}
 LOG_COLUMNS = ['iter', 'train_loss', 'val_loss', 'val_err', 'lr', 'ms_per_step']
 
 
@@ -458,10 +460,11 @@ def train(c, directory, ckpt=None):
             save_checkpoint(ckpt_path, state(done))
             last_good = done
             line += f', val loss {val_loss:.4f}, val err {val_err:.4f}'
-        flops = model.flops_per_step(c.batch_size, 2 * n_points_now + 1, n_loops_now, min(c.loss_window, n_loops_now))
+        n_keep_mean = (c.n_keep + c.n_points) // 2 if c.n_keep_random else c.n_keep  # n_keep_random: the mean draw
+        flops = model.flops_per_step(c.batch_size, n_points_now, n_loops_now, min(c.loss_window, n_loops_now), n_keep_mean)
         line += f', lr {lr:.2e}, {ms_per_step:.1f} ms/step, {flops / ms_per_step / 1e6:.1f} GFLOP/s'
-        if device.type in PEAK_FLOPS:
-            line += f' (mfu {100 * flops / (ms_per_step / 1000) / PEAK_FLOPS[device.type]:.1f}%)'
+        if (device.type, dtype_name) in PEAK_FLOPS:
+            line += f' (mfu {100 * flops / (ms_per_step / 1000) / PEAK_FLOPS[device.type, dtype_name]:.1f}%)'
         line += f', d {n_dims_now} N {n_points_now} b {n_loops_now}, eta {format_time((c.max_iters - done) * ms_per_step / 1000)}'
         print(line, flush=True)
         if stop:
