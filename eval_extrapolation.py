@@ -32,6 +32,7 @@ from train import NOT_IN_NAME, ConfigError, check_device, load_model, parse_flag
 
 RIDGE_LAMBDA = 0.1
 KNN_NEIGHBOURS = 3
+REPORT_LOOPS = 50  # the summary's extrapolation column: the experiments evaluate at b = 50
 
 
 def least_squares(xs, ys):
@@ -253,20 +254,24 @@ def fmt(values):
 
 
 def print_summary(results, names):
-    """One line per variant: query error at b_train and at max_loops (all N examples), and at a few k."""
+    """One line per variant: query error at b_train, at b = 50 and at max_loops (all N examples), and at a few k."""
     configs = [r['config'] for r in results]
     N, d = configs[0]['n_points'], configs[0]['n_dims']
     ks = sorted({max(1, d // 2), d, 2 * d, N} & set(range(N + 1)))
     e = results[0]['eval']
     print(f'\nquery error (squared error / d), mean ± std over seeds, on {e["n_prompts"]} prompts '
           f'(k columns: the first {e["k_prompts"]}):')
-    header = ['variant', 'seeds', 'b_train', 'at b_train', 'at max_loops'] + [f'k={k} at b_train' for k in ks]
+    B = e['max_loops']
+    loops = [b for b in (REPORT_LOOPS, B) if b <= B]  # the experiments' b = 50, and the last loop scored
+    header = (['variant', 'seeds', 'b_train', 'at b_train'] + [f'at b={b}' for b in dict.fromkeys(loops)]
+              + [f'k={k} at b_train' for k in ks])
     rows = [header]
     for label, idx in group_runs(configs, names):
         rs = [results[i] for i in idx]
-        b, B = rs[0]['b_train'], rs[0]['eval']['max_loops']
-        at_b = fmt([r['err_vs_loops']['mean'][b - 1] for r in rs]) if b <= B else '-'  # b_train > max_loops
-        row = [label, str(len(rs)), str(b), at_b, fmt([r['err_vs_loops']['mean'][B - 1] for r in rs])]
+        b = rs[0]['b_train']
+        row = [label, str(len(rs)), str(b)]
+        for loop in [b] + list(dict.fromkeys(loops)):  # '-' where b_train > max_loops
+            row.append(fmt([r['err_vs_loops']['mean'][loop - 1] for r in rs]) if loop <= B else '-')
         for k in ks:
             ok = all(k < len(r['k']) for r in rs)
             row.append(fmt([r['err_vs_k']['model_b_train']['mean'][k] for r in rs]) if ok else '-')
