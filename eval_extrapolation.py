@@ -244,6 +244,7 @@ EVAL_DEFAULTS = {
     'full_context': False,  # run a truncated model on the full context (n_keep = 0) instead of its cut
     'device': 'auto',       # auto | cpu | cuda | cuda:N | mps
     'gd_steps': 10,         # steps of the gradient descent baseline
+    'reuse': True,          # keep an eval.json made with these settings after the checkpoint was last saved
 }
 
 
@@ -281,6 +282,21 @@ def print_summary(results, names):
         print('  '.join(cell.ljust(w) if j == 0 else cell.rjust(w) for j, (cell, w) in enumerate(zip(r, widths))))
 
 
+def reusable(path, ckpt_path, opts):
+    """The eval.json at path if it was written after the checkpoint's last save with these settings, else None:
+    re-summarising a sweep, or adding seeds to it, then only evaluates what is new."""
+    if not os.path.isfile(path) or os.path.getmtime(path) < os.path.getmtime(ckpt_path):
+        return None
+    with open(path) as f:
+        result = json.load(f)
+    e = result.get('eval', {})
+    k_prompts = min(opts['k_prompts'] or e.get('n_prompts', 0), e.get('n_prompts', 0))
+    wanted = {k: opts[k] for k in ('max_loops', 'n_prompts', 'seed', 'full_context', 'gd_steps')}
+    if {k: e.get(k) for k in wanted} != wanted or e.get('k_prompts') != k_prompts:
+        return None
+    return dict(result, reused=True)
+
+
 def main(argv):
     try:
         opts, patterns = parse_flags(argv, EVAL_DEFAULTS)
@@ -306,16 +322,19 @@ def main(argv):
             xs, ys = validation_set(config['task'], opts['n_prompts'], config['n_points'], config['n_dims'],
                                     opts['seed'], 'cpu', config.get('noise_std', 0.0), config.get('sparsity', 3))
             eval_sets[data_key] = xs, ys
-        result = evaluate_run(model, config, *eval_sets[data_key], opts['max_loops'], opts['seed'],
-                              opts['full_context'], opts['gd_steps'], opts['k_prompts'])
         path = os.path.join(run, 'eval.json')
-        with open(path + '.tmp', 'w') as f:
-            json.dump(result, f, indent=1)
-        os.replace(path + '.tmp', path)  # a reader never sees half a file
+        result = reusable(path, os.path.join(run, 'ckpt.pt'), opts) if opts['reuse'] else None
+        if result is None:
+            result = evaluate_run(model, config, *eval_sets[data_key], opts['max_loops'], opts['seed'],
+                                  opts['full_context'], opts['gd_steps'], opts['k_prompts'])
+            with open(path + '.tmp', 'w') as f:
+                json.dump(result, f, indent=1)
+            os.replace(path + '.tmp', path)  # a reader never sees half a file
         b, B, err = result['b_train'], opts['max_loops'], result['err_vs_loops']['mean']
         at_b = f'{err[b - 1]:.4g}' if b <= B else '-'
         seconds = result['seconds']
-        print(f'{path}: error at b_train={b} {at_b}, at b={B} {err[B - 1]:.4g} (on {device}: loop sweep '
+        how = 'reused' if result.get('reused') else f'on {device}'
+        print(f'{path}: error at b_train={b} {at_b}, at b={B} {err[B - 1]:.4g} ({how}: loop sweep '
               f'{seconds["loop_sweep"]:.1f}s, k sweep {seconds["k_sweep"]:.1f}s)', flush=True)
         results.append(result)
     print_summary(results, runs)

@@ -152,6 +152,23 @@ def test_eval_json_has_every_key(runs):
     assert r['err_vs_k']['model_b_train']['mean'][0] == pytest.approx(1, abs=0.5)  # no examples: a guess
 
 
+def test_eval_reuses_only_a_matching_eval_json(runs, tmp_path, capsys):
+    dst = str(tmp_path / 'copy')
+    shutil.copytree(runs[0], dst)
+    eval_json = os.path.join(dst, 'eval.json')
+    eval_extrapolation.main([dst, *EVAL])
+    assert '(reused' in capsys.readouterr().out
+    eval_extrapolation.main([dst, *EVAL, '--gd_steps=3'])  # other settings: evaluated again, and written
+    assert '(on cpu' in capsys.readouterr().out
+    with open(eval_json) as f:
+        assert json.load(f)['eval']['gd_steps'] == 3
+    os.utime(eval_json, (0, 0))  # older than the checkpoint, as after a resumed run
+    eval_extrapolation.main([dst, *EVAL, '--gd_steps=3'])
+    assert '(on cpu' in capsys.readouterr().out
+    eval_extrapolation.main([dst, *EVAL, '--gd_steps=3', '--reuse=False'])
+    assert '(on cpu' in capsys.readouterr().out
+
+
 @pytest.mark.parametrize('dtype', [torch.float64, torch.bfloat16])
 def test_checkpoint_saved_in_another_dtype(runs, tmp_path, dtype):
     src, dst = runs[0], str(tmp_path / 'converted')
