@@ -7,9 +7,10 @@ a shaded band (std over seeds; with a single seed, the eval curves fall back to 
 
 Runs whose configs differ only by seed (or by where and how they ran) form one variant, labelled by the
 config keys that differ between variants. --only keeps the variants whose label holds any of the given
-substrings, --labels renames them (old=new, split at the last '='); both take lists split at ';', or at ','
-when there is no ';'. Writes NAME.svg and NAME.png into --out for performance, loss_comparison,
-extrapolation and error_vs_examples; a figure no run has the data for is skipped with a message.
+substrings and labels them again by what differs among those alone; --labels then renames them (old=new,
+split at the last '='); both take lists split at ';', or at ',' when there is no ';'. Writes NAME.svg and
+NAME.png into --out for performance, loss_comparison, extrapolation and error_vs_examples; a figure no run
+has the data for is skipped with a message.
 """
 
 import csv
@@ -246,26 +247,40 @@ def plot_error_vs_examples(variants, out):
            'Query error vs number of in-context examples: looped model and baselines on the same prompts')
 
 
+def select_variants(runs, only, labels):
+    """Group the runs into variants, keep those whose label holds one of the strings in `only` (all if empty),
+    label the kept ones by what differs among them alone, then apply the renames `labels` (old=new).
+    Returns (kept runs, [(label, indices into the kept runs)])."""
+    def groups_of(runs):
+        return group_runs([r['config'] for r in runs], [r['dir'] for r in runs])
+
+    def listing(groups):
+        return '; '.join(label for label, _ in groups)
+
+    groups = groups_of(runs)
+    if only:
+        kept = [i for label, idx in groups if any(s in label for s in only) for i in idx]
+        if not kept:
+            raise ConfigError(f'--only={";".join(only)!r} keeps no variant; the variants are: {listing(groups)}')
+        runs = [runs[i] for i in kept]
+        groups = groups_of(runs)
+    rename = {}
+    for entry in labels:
+        old, eq, new = entry.rpartition('=')
+        if not eq or old not in [label for label, _ in groups]:
+            raise ConfigError(f'--labels: {entry!r} names no variant (write old=new); the variants are: '
+                              f'{listing(groups)}')
+        rename[old] = new
+    return runs, [(rename.get(label, label), idx) for label, idx in groups]
+
+
 def main(argv):
     try:
         opts, patterns = parse_flags(argv, PLOT_DEFAULTS)
         if not patterns:
             raise ConfigError('name the run directories: python plot.py out/RUN [out/RUN ...] --out=figures/')
         runs = [load_run(p) for p in find_runs(patterns, 'config.json')]
-        groups = group_runs([r['config'] for r in runs], [r['dir'] for r in runs])
-        rename = {}
-        for entry in split_list(opts['labels']):
-            old, eq, new = entry.rpartition('=')
-            if not eq or old not in [label for label, _ in groups]:
-                raise ConfigError(f'--labels: {entry!r} names no variant (write old=new); the variants are: '
-                                  + '; '.join(label for label, _ in groups))
-            rename[old] = new
-        only = split_list(opts['only'])
-        variants = [(rename.get(label, label), idx) for label, idx in groups
-                    if not only or any(s in label or s in rename.get(label, label) for s in only)]
-        if not variants:
-            raise ConfigError(f'--only={opts["only"]!r} keeps no variant; the variants are: '
-                              + '; '.join(label for label, _ in groups))
+        runs, variants = select_variants(runs, split_list(opts['only']), split_list(opts['labels']))
     except ConfigError as err:
         print(f'error: {err}', file=sys.stderr)
         sys.exit(2)

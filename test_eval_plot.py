@@ -227,6 +227,18 @@ def test_eval_bad_values_exit_2(runs, capsys, argv):
     assert err.startswith('error: ') and err.count('\n') == 1
 
 
+def test_only_relabels_the_kept_variants():
+    """--only keeps variants by their full label, then labels them by what differs among the kept ones."""
+    runs = [{'config': {'pos_emb': pe, 'n_loops': b, 'seed': seed}, 'dir': f'out/{pe},{b},{seed}'}
+            for pe in ('none', 'learned') for b in (1, 5) for seed in (1, 2)]
+    kept, variants = plot.select_variants(runs, ['n_loops=5'], [])
+    assert [label for label, _ in variants] == ['pos_emb=none', 'pos_emb=learned']
+    assert [sorted(kept[i]['config']['seed'] for i in idx) for _, idx in variants] == [[1, 2], [1, 2]]
+    assert all(kept[i]['config']['n_loops'] == 5 for _, idx in variants for i in idx)
+    _, variants = plot.select_variants(runs, [], ['pos_emb=none, n_loops=1=plain'])
+    assert [label for label, _ in variants][0] == 'plain' and len(variants) == 4
+
+
 def test_plot_rejects_unknown_variant(runs, tmp_path, capsys):
     for argv in (['--only=nothing_like_this'], ['--labels=nope=x'], ['--outdir=x']):
         with pytest.raises(SystemExit) as exit_info:
