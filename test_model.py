@@ -389,7 +389,8 @@ def test_config_files_parse(name):
 
 
 def read_rows(path, drop_timing=True):
-    rows = [line.split(',') for line in open(path).read().splitlines()]
+    with open(path) as f:
+        rows = [line.split(',') for line in f.read().splitlines()]
     return [r[:-1] for r in rows] if drop_timing else rows  # ms_per_step is wall-clock: left out
 
 
@@ -480,8 +481,10 @@ def test_checkpoints_hold_only_tensors_and_plain_values(tmp_path):
     with pytest.raises(train.ConfigError, match='does not fit'):
         train.load_model(path)
     torch.save({'version': train.CKPT_VERSION, 'model': model.state_dict(), 'model_args': args, 'config': {}}, path)
-    data = open(path, 'rb').read()
-    open(path, 'wb').write(data[: len(data) // 2])  # truncated
+    with open(path, 'rb') as f:
+        data = f.read()
+    with open(path, 'wb') as f:
+        f.write(data[: len(data) // 2])  # truncated
     with pytest.raises(train.ConfigError, match='not a readable checkpoint'):
         train.load_checkpoint(path)
 
@@ -511,6 +514,7 @@ def test_sigkill_mid_save_leaves_a_loadable_checkpoint(tmp_path):
         time.sleep(rng.uniform(0.0, 0.3))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        proc.stdout.close()
         ckpt = train.load_checkpoint(path)
         assert torch.equal(ckpt['w'], torch.full((2_000_000,), float(ckpt['i'])))
 
