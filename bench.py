@@ -87,12 +87,8 @@ def bench(c, warmup, steps, lockstep=False):
     def one_step():
         xs, ys = sample_batch(c.task, c.batch_size, c.n_points, c.n_dims, data_gen, device, c.n_dims,
                               c.noise_std, c.sparsity)
-        n_keep = c.n_keep
-        if c.n_keep_random:
-            n_keep = int(torch.randint(c.n_keep, c.n_points + 1, (1,), generator=host_gen))
-        extra = {'micro_batch': c.micro_batch} if 'micro_batch' in train.DEFAULTS else {}  # where train.py has it
-        return train.train_step(step_model, optimizer, xs, ys, c.n_loops, c.loss_window, n_keep, data_gen, ctx,
-                                c.grad_clip, **extra)
+        return train.train_step(step_model, optimizer, xs, ys, c.n_loops, c.loss_window,
+                                train.step_n_keep(c, host_gen), data_gen, ctx, c.grad_clip)
 
     times, cpu_times = [], []  # wall and process CPU seconds of each step
     for i in range(warmup + steps):
@@ -111,8 +107,7 @@ def bench(c, warmup, steps, lockstep=False):
 
     step_s = statistics.median(times[warmup:])
     tokens = c.batch_size * (2 * c.n_points + 1)
-    n_keep_mean = (c.n_keep + c.n_points) // 2 if c.n_keep_random else c.n_keep  # n_keep_random: the mean draw
-    flops = model.flops_per_step(c.batch_size, c.n_points, c.n_loops, c.loss_window, n_keep_mean)
+    flops = train.step_flops(model, c, c.n_points, c.n_loops)
     peak_flops = train.PEAK_FLOPS.get((device.type, dtype_name))
     return {
         'steps_per_s': round(1 / step_s, 4),

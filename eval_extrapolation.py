@@ -316,15 +316,15 @@ def main(argv):
 
     eval_sets, results = {}, []
     for run, (model, config) in zip(runs, models):
-        # one fixed set per task and shape, drawn on the CPU: every run and every device sees the same prompts
-        data_key = tuple(config.get(k) for k in ('task', 'n_dims', 'n_points', 'noise_std', 'sparsity'))
-        if data_key not in eval_sets:
-            xs, ys = validation_set(config['task'], opts['n_prompts'], config['n_points'], config['n_dims'],
-                                    opts['seed'], 'cpu', config.get('noise_std', 0.0), config.get('sparsity', 3))
-            eval_sets[data_key] = xs, ys
         path = os.path.join(run, 'eval.json')
         result = reusable(path, os.path.join(run, 'ckpt.pt'), opts) if opts['reuse'] else None
         if result is None:
+            # one fixed set per task and shape, drawn on the CPU: every run and every device sees the same prompts
+            data_key = tuple(config.get(k) for k in ('task', 'n_dims', 'n_points', 'noise_std', 'sparsity'))
+            if data_key not in eval_sets:
+                eval_sets[data_key] = validation_set(
+                    config['task'], opts['n_prompts'], config['n_points'], config['n_dims'], opts['seed'], 'cpu',
+                    config.get('noise_std', 0.0), config.get('sparsity', 3))
             result = evaluate_run(model, config, *eval_sets[data_key], opts['max_loops'], opts['seed'],
                                   opts['full_context'], opts['gd_steps'], opts['k_prompts'])
             with open(path + '.tmp', 'w') as f:

@@ -286,6 +286,19 @@ def compiled(model, c, device):
     return torch.compile(model, mode='reduce-overhead' if device.type == 'cuda' else 'default')
 
 
+def step_n_keep(c, host_gen):
+    """The number of examples kept in this training step: n_keep, or with n_keep_random a draw from [n_keep, N]."""
+    if c.n_keep_random:
+        return int(torch.randint(c.n_keep, c.n_points + 1, (1,), generator=host_gen))
+    return c.n_keep
+
+
+def step_flops(model, c, n_points, n_loops):
+    """Matmul FLOPs of a training step at the curriculum's N and b; n_keep_random counts its mean draw."""
+    n_keep = (c.n_keep + c.n_points) // 2 if c.n_keep_random else c.n_keep
+    return model.flops_per_step(c.batch_size, n_points, n_loops, min(c.loss_window, n_loops), n_keep)
+
+
 def train_step(model, optimizer, xs, ys, n_loops, loss_window, n_keep, generator, ctx, grad_clip):
     """One optimisation step. Returns the loss as a tensor: no host synchronisation here."""
     with ctx:
@@ -426,11 +439,8 @@ def train(c, directory, ckpt=None):
             group['lr'] = lr
         xs, ys = sample_batch(c.task, c.batch_size, n_points_now, c.n_dims, data_gen, device, n_dims_now,
                               c.noise_std, c.sparsity)
-        n_keep_now = c.n_keep
-        if c.n_keep_random:
-            n_keep_now = int(torch.randint(c.n_keep, c.n_points + 1, (1,), generator=host_gen))
         loss = train_step(step_model, optimizer, xs, ys, n_loops_now, min(c.loss_window, n_loops_now),
-                          n_keep_now, data_gen, ctx, c.grad_clip)
+                          step_n_keep(c, host_gen), data_gen, ctx, c.grad_clip)
         loss_sum += loss
         loss_count += 1
         bad_iter = torch.where((bad_iter < 0) & ~torch.isfinite(loss), it + 1, bad_iter)
@@ -460,8 +470,7 @@ def train(c, directory, ckpt=None):
             save_checkpoint(ckpt_path, state(done))
             last_good = done
             line += f', val loss {val_loss:.4f}, val err {val_err:.4f}'
-        n_keep_mean = (c.n_keep + c.n_points) // 2 if c.n_keep_random else c.n_keep  # n_keep_random: the mean draw
-        flops = model.flops_per_step(c.batch_size, n_points_now, n_loops_now, min(c.loss_window, n_loops_now), n_keep_mean)
+        flops = step_flops(model, c, n_points_now, n_loops_now)
         line += f', lr {lr:.2e}, {ms_per_step:.1f} ms/step, {flops / ms_per_step / 1e6:.1f} GFLOP/s'
         if (device.type, dtype_name) in PEAK_FLOPS:
             line += f' (mfu {100 * flops / (ms_per_step / 1000) / PEAK_FLOPS[device.type, dtype_name]:.1f}%)'
