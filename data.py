@@ -22,8 +22,8 @@ def sample_xs(batch_size, n_points, n_dims, n_dims_active, generator, device):
     return xs
 
 
-def evaluate_task(task, xs, generator, noise_std=0.0, sparsity=3):
-    """Draw one function per prompt and apply it to every x: (B, P, d) -> (B, P)."""
+def sample_ys(task, xs, generator, noise_std=0.0, sparsity=3):
+    """Draw one random function of the task per prompt and apply it to every x: (B, P, d) -> (B, P)."""
     B, P, d = xs.shape
     randn = lambda *shape: torch.randn(*shape, generator=generator, device=xs.device)
     if task in ('linear', 'noisy_linear', 'sparse_linear'):
@@ -58,7 +58,7 @@ def sample_batch(task, batch_size, n_points, n_dims, generator, device='cpu', n_
     """A batch of prompts: xs (B, n_points + 1, d), ys (B, n_points + 1); the last pair is the query."""
     n_dims_active = n_dims if n_dims_active is None else n_dims_active
     xs = sample_xs(batch_size, n_points, n_dims, n_dims_active, generator, device)
-    return xs, evaluate_task(task, xs, generator, noise_std, sparsity)
+    return xs, sample_ys(task, xs, generator, noise_std, sparsity)
 
 
 def curriculum(start, end, step, interval, iteration):
@@ -70,15 +70,19 @@ def curriculum(start, end, step, interval, iteration):
 
 
 def make_generator(seed, device='cpu'):
+    device = torch.device(device)
+    if device.type != 'cpu' and device.index is None:  # a generator on 'mps' or 'cuda' wants the index
+        device = torch.device(device.type, 0)
     g = torch.Generator(device=device)
     g.manual_seed(seed)
     return g
 
 
-def validation_set(task, n_prompts, n_points, n_dims, seed, device='cpu', noise_std=0.0, sparsity=3):
+def validation_set(task, n_prompts, n_points, n_dims, seed, device='cpu', noise_std=0.0, sparsity=3,
+                   n_dims_active=None):
     """A fixed set of prompts, drawn on the CPU so that it is the same on every device:
     every run with the same seed, task, d and N is scored on the very same prompts."""
-    xs, ys = sample_batch(task, n_prompts, n_points, n_dims, make_generator(seed), 'cpu',
+    xs, ys = sample_batch(task, n_prompts, n_points, n_dims, make_generator(seed), 'cpu', n_dims_active,
                           noise_std=noise_std, sparsity=sparsity)
     return xs.to(device), ys.to(device)
 
@@ -86,3 +90,13 @@ def validation_set(task, n_prompts, n_points, n_dims, seed, device='cpu', noise_
 def first_k(xs, ys, k):
     """The same prompts with only their first k examples (and the query): what the model sees at k."""
     return torch.cat((xs[:, :k], xs[:, -1:]), dim=1), torch.cat((ys[:, :k], ys[:, -1:]), dim=1)
+
+
+def least_squares(xs, ys):
+    """Min-norm least squares fitted on the k examples, the query's prediction (B,): the optimum for
+    noiseless linear regression. Float64 on the CPU (MPS has no float64), returned on xs' device."""
+    X, y = xs[:, :-1].double().cpu(), ys[:, :-1].double().cpu()  # (B, k, d), (B, k)
+    if X.size(1) == 0:
+        return torch.zeros_like(ys[:, -1])
+    w = torch.linalg.pinv(X) @ y.unsqueeze(-1)  # (B, d, 1)
+    return (xs[:, -1:].double().cpu() @ w).view(-1).to(ys.dtype).to(ys.device)

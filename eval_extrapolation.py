@@ -12,19 +12,33 @@ they, can differ between a CPU and a GPU. On a CPU shared with other jobs, OMP_N
 several times faster than torch's default of one thread per core.
 """
 
-import glob
 import json
 import math
 import os
-import re
 import sys
 import time
 
 import numpy as np
 import torch
 
-from data import first_k, make_generator, validation_set
-from train import NOT_IN_NAME, ConfigError, check_device, load_model, parse_flag
+from configurator import (ConfigError, check_device, fail, find_runs, group_runs, parse, read_defaults,
+                          read_json)
+from data import first_k, least_squares, make_generator, validation_set
+from model import load_model
+
+# -----------------------------------------------------------------------------
+# defaults
+max_loops = 50           # inference loops: every b_eval = 1..max_loops is scored
+n_prompts = 1280         # size of the fixed evaluation set
+k_prompts = 256          # the first this many of them for the k sweep, which costs ~N/2 loop sweeps (0: all)
+seed = 0                 # the evaluation set's seed, and the seed of random truncation at eval time
+full_context = False     # run a truncated model on the full context (n_keep = 0) instead of its cut
+device = 'auto'          # auto | cpu | cuda | cuda:N | mps
+gd_steps = 10            # steps of the gradient descent baseline
+reuse = True             # keep an eval.json made with these settings from this very checkpoint
+# end of defaults
+# -----------------------------------------------------------------------------
+DEFAULTS, HELPS = read_defaults(__file__, '# defaults', '# end of defaults')
 
 # -----------------------------------------------------------------------------
 # baselines: each maps prompts xs (B, k+1, d), ys (B, k+1) to a prediction for the query (B,)
@@ -33,15 +47,6 @@ from train import NOT_IN_NAME, ConfigError, check_device, load_model, parse_flag
 RIDGE_LAMBDA = 0.1
 KNN_NEIGHBOURS = 3
 REPORT_LOOPS = 50  # the summary's extrapolation column: the experiments evaluate at b = 50
-
-
-def least_squares(xs, ys):
-    """Min-norm least squares: the optimum for noiseless linear regression."""
-    X, y = xs[:, :-1].double(), ys[:, :-1].double()  # (B, k, d), (B, k)
-    if X.size(1) == 0:
-        return torch.zeros_like(ys[:, -1])
-    w = torch.linalg.pinv(X) @ y.unsqueeze(-1)  # (B, d, 1)
-    return (xs[:, -1:].double() @ w).view(-1).to(ys.dtype)
 
 
 def ridge(xs, ys, lam=RIDGE_LAMBDA):
@@ -100,17 +105,17 @@ EVAL_TOKENS = {'cpu': 2 ** 13}
 
 
 @torch.no_grad()
-def model_errors(model, xs, ys, n_loops, first_loop=1, n_keep=None, seed=0, fixed_point=False):
-    """Query error / d after each loop first_loop..n_loops, on the CPU: (n_loops - first_loop + 1, B).
-    One forward pass per chunk gives every loop count: the query is read out after each loop in the window.
-    xs, ys on the CPU, moved to the model's device a chunk at a time. n_keep: None for the run's own
-    truncation, 0 for the full context. fixed_point=True also returns, per loop 1..n_loops, the mean over
-    prompts of ||h_t - h_{t-1}|| / ||h_t|| (norms over the whole state of a prompt, tokens x channels)."""
+def model_errors(model, xs, ys, n_loops, first_loop=1, n_keep=None, seed=0):
+    """(errors, change): the query error / d after each loop first_loop..n_loops, on the CPU,
+    (n_loops - first_loop + 1, B), and per loop 1..n_loops the mean over prompts of
+    ||h_t - h_{t-1}|| / ||h_t|| (norms over a prompt's whole state, tokens x channels): how far the
+    loop is from a fixed point. One forward pass per chunk gives every loop count. xs, ys on the CPU,
+    moved to the model's device a chunk at a time. n_keep: None for the run's own cut, 0 for none."""
     model.eval()
     device = next(model.parameters()).device
     B, P, d = xs.shape
     chunk = max(1, EVAL_TOKENS.get(device.type, 2 ** 17) // (2 * P - 1))
-    generator = make_generator(seed, device)  # random truncation draws the same subsets on every call
+    generator = make_generator(seed)  # random truncation draws the same subsets on every call and device
     change = torch.zeros(n_loops, device=device)  # sum over prompts of the relative change, per loop
     hook_state = {}
 
@@ -124,21 +129,20 @@ def model_errors(model, xs, ys, n_loops, first_loop=1, n_keep=None, seed=0, fixe
             change[t] += ((h - prev).flatten(1).norm(dim=1) / h.flatten(1).norm(dim=1)).sum()  # (B,) summed
         hook_state['t'], hook_state['prev'] = t + 1, h
 
-    handle = model.ln_f.register_forward_hook(hook) if fixed_point else None
+    handle = model.ln_f.register_forward_hook(hook)
     try:
         errors = []
         for i in range(0, B, chunk):
             hook_state.update(t=0, prev=None)
             x, y = xs[i:i + chunk].to(device), ys[i:i + chunk].to(device)
+            scores = torch.rand(x.size(0), P - 1, generator=generator).to(device)
             preds, _ = model(x, y, n_loops=n_loops, loss_window=n_loops - first_loop + 1, n_keep=n_keep,
-                             generator=generator)
+                             scores=scores)
             # preds[j][:, -1] is the query's prediction after loop first_loop + j
             errors.append(torch.stack([query_error(p[:, -1].float(), y, d) for p in preds]).cpu())
     finally:
-        if handle is not None:
-            handle.remove()
-    errors = torch.cat(errors, dim=1)  # (loops, B)
-    return (errors, (change / B).tolist()) if fixed_point else errors
+        handle.remove()
+    return torch.cat(errors, dim=1), (change / B).tolist()  # (loops, B), [loops]
 
 
 def baseline_errors(xs, ys, gd_steps):
@@ -162,14 +166,14 @@ def evaluate_run(model, config, xs, ys, max_loops, seed=0, full_context=False, g
     k_prompts = min(k_prompts or xs.size(0), xs.size(0))
     t0 = time.time()
     # extrapolation: one pass, the query read out after every loop 1..max_loops
-    err_loops, fixed_point = model_errors(model, xs, ys, max_loops, 1, n_keep, seed, fixed_point=True)
+    err_loops, fixed_point = model_errors(model, xs, ys, max_loops, 1, n_keep, seed)
     t1 = time.time()
     # error vs k: one pass per k, read out from loop lo to hi, which gives both b_train and max_loops
     lo, hi = min(b_train, max_loops), max(b_train, max_loops)
     curves = {name: [] for name in ('model_b_train', 'model_max_loops', *BASELINES)}
     for k in range(n_points + 1):
         xs_k, ys_k = first_k(xs[:k_prompts], ys[:k_prompts], k)
-        err = model_errors(model, xs_k, ys_k, hi, lo, n_keep, seed)  # (hi - lo + 1, k_prompts)
+        err, _ = model_errors(model, xs_k, ys_k, hi, lo, n_keep, seed)  # (hi - lo + 1, k_prompts)
         curves['model_b_train'].append(err[b_train - lo])
         curves['model_max_loops'].append(err[max_loops - lo])
         for name, e in baseline_errors(xs_k, ys_k, gd_steps).items():
@@ -185,67 +189,6 @@ def evaluate_run(model, config, xs, ys, max_loops, seed=0, full_context=False, g
         'err_vs_k': {name: mean_sem(torch.stack(v)) for name, v in curves.items()},
         'seconds': {'loop_sweep': round(t1 - t0, 2), 'k_sweep': round(time.time() - t1, 2)},
     }
-
-
-# -----------------------------------------------------------------------------
-# runs: finding them, grouping the ones that differ only by seed
-
-def find_runs(patterns, need):
-    """Run directories named or matched by the patterns that hold the file `need`, in order, without repeats."""
-    runs = []
-    for pattern in patterns:
-        matches = [p for p in sorted(glob.glob(pattern)) if os.path.isdir(p)]
-        found = [p for p in matches if os.path.isfile(os.path.join(p, need))]
-        if not found:
-            raise ConfigError(f'{pattern}: no run directory with a {need} there')
-        for p in matches:
-            if p not in found:
-                print(f'skipping {p}: no {need}')
-        runs += [os.path.normpath(p) for p in found if os.path.normpath(p) not in runs]
-    return runs
-
-
-def group_runs(configs, names=None):
-    """Runs whose configs differ only by seed (or by where and how they ran) form one variant.
-    Returns [(label, [indices into configs])]; labels name the config keys that differ between variants."""
-    groups = {}
-    for i, c in enumerate(configs):
-        key = json.dumps({k: v for k, v in sorted(c.items()) if k not in NOT_IN_NAME})
-        groups.setdefault(key, []).append(i)
-    firsts = [configs[idx[0]] for idx in groups.values()]
-    keys = list(dict.fromkeys(k for c in configs for k in c if k not in NOT_IN_NAME))
-    differ = [k for k in keys if len({json.dumps(c.get(k)) for c in firsts}) > 1]
-    labels = [', '.join(f'{k}={c.get(k)}' for k in differ) for c in firsts]
-    if len(labels) == 1:  # one variant: name it after its run directory, less the seed
-        name = os.path.basename(names[0]) if names else ''
-        labels = [re.sub(r',?seed=\d+$', '', name) or 'model']
-    return list(zip(labels, groups.values()))
-
-
-# -----------------------------------------------------------------------------
-# command line: flags checked against the defaults' types, no exec
-
-def parse_flags(argv, defaults):
-    """--key=value flags checked against the defaults' types, as train.py does. Returns (options, the rest)."""
-    opts, positional = dict(defaults), []
-    for arg in argv:
-        if arg.startswith('--'):
-            parse_flag(arg, opts, defaults, {})
-        else:
-            positional.append(arg)
-    return opts, positional
-
-
-EVAL_DEFAULTS = {
-    'max_loops': 50,        # inference loops: every b_eval = 1..max_loops is scored
-    'n_prompts': 1280,      # size of the fixed evaluation set
-    'k_prompts': 256,       # the first this many of them for the k sweep, which costs ~N/2 loop sweeps (0: all)
-    'seed': 0,              # its seed, and the seed of random truncation at eval time
-    'full_context': False,  # run a truncated model on the full context (n_keep = 0) instead of its cut
-    'device': 'auto',       # auto | cpu | cuda | cuda:N | mps
-    'gd_steps': 10,         # steps of the gradient descent baseline
-    'reuse': True,          # keep an eval.json made with these settings after the checkpoint was last saved
-}
 
 
 def fmt(values):
@@ -282,24 +225,30 @@ def print_summary(results, names):
         print('  '.join(cell.ljust(w) if j == 0 else cell.rjust(w) for j, (cell, w) in enumerate(zip(r, widths))))
 
 
-def reusable(path, ckpt_path, opts):
-    """The eval.json at path if it was written after the checkpoint's last save with these settings, else None:
+def checkpoint_identity(ckpt_path, ckpt):
+    """What an eval.json was computed from: the checkpoint's step, and its size and mtime read at load."""
+    stat = os.stat(ckpt_path)
+    return {'iter': ckpt['iter'], 'size': stat.st_size, 'mtime_ns': stat.st_mtime_ns}
+
+
+def reusable(path, identity, opts):
+    """The eval.json at path if it was computed from this very checkpoint with these settings, else None:
     re-summarising a sweep, or adding seeds to it, then only evaluates what is new."""
-    if not os.path.isfile(path) or os.path.getmtime(path) < os.path.getmtime(ckpt_path):
+    if not os.path.isfile(path):
         return None
-    with open(path) as f:
-        result = json.load(f)
+    result = read_json(path)
     e = result.get('eval', {})
     k_prompts = min(opts['k_prompts'] or e.get('n_prompts', 0), e.get('n_prompts', 0))
     wanted = {k: opts[k] for k in ('max_loops', 'n_prompts', 'seed', 'full_context', 'gd_steps')}
-    if {k: e.get(k) for k in wanted} != wanted or e.get('k_prompts') != k_prompts:
+    if ({k: e.get(k) for k in wanted} != wanted or e.get('k_prompts') != k_prompts
+            or result.get('checkpoint') != identity):
         return None
     return dict(result, reused=True)
 
 
 def main(argv):
     try:
-        opts, patterns = parse_flags(argv, EVAL_DEFAULTS)
+        opts, _, _, patterns = parse(argv, DEFAULTS, usage=__doc__, helps=HELPS, files=False)
         if not patterns:
             raise ConfigError('name the run directories: python eval_extrapolation.py out/RUN [out/RUN ...]')
         for key, low in (('max_loops', 1), ('n_prompts', 2), ('gd_steps', 0)):
@@ -309,17 +258,23 @@ def main(argv):
             raise ConfigError(f'--k_prompts={opts["k_prompts"]}: must be 0 (all) or at least 2')
         device = check_device(opts['device'])
         runs = find_runs(patterns, 'ckpt.pt')
-        models = [load_model(os.path.join(r, 'ckpt.pt'), device) for r in runs]  # every one loads before any is written
+        models = []  # every one loads before any is written
+        for run in runs:
+            model, ckpt = load_model(os.path.join(run, 'ckpt.pt'), device)
+            models.append((model, ckpt['config'], checkpoint_identity(os.path.join(run, 'ckpt.pt'), ckpt)))
     except ConfigError as err:
-        print(f'error: {err}', file=sys.stderr)
-        sys.exit(2)
+        fail(err)
 
     eval_sets, results = {}, []
-    for run, (model, config) in zip(runs, models):
+    for run, (model, config, identity) in zip(runs, models):
         path = os.path.join(run, 'eval.json')
-        result = reusable(path, os.path.join(run, 'ckpt.pt'), opts) if opts['reuse'] else None
+        try:
+            result = reusable(path, identity, opts) if opts['reuse'] else None
+        except ConfigError as err:
+            print(f'{err}: computing it again')
+            result = None
         if result is None:
-            # one fixed set per task and shape, drawn on the CPU: every run and every device sees the same prompts
+            # one fixed set per task and shape, drawn on the CPU: every run and device sees the same prompts
             data_key = tuple(config.get(k) for k in ('task', 'n_dims', 'n_points', 'noise_std', 'sparsity'))
             if data_key not in eval_sets:
                 eval_sets[data_key] = validation_set(
@@ -327,9 +282,13 @@ def main(argv):
                     config.get('noise_std', 0.0), config.get('sparsity', 3))
             result = evaluate_run(model, config, *eval_sets[data_key], opts['max_loops'], opts['seed'],
                                   opts['full_context'], opts['gd_steps'], opts['k_prompts'])
-            with open(path + '.tmp', 'w') as f:
-                json.dump(result, f, indent=1)
-            os.replace(path + '.tmp', path)  # a reader never sees half a file
+            result['checkpoint'] = identity
+            try:
+                with open(path + '.tmp', 'w') as f:
+                    json.dump(result, f, indent=1)
+                os.replace(path + '.tmp', path)  # a reader never sees half a file
+            except OSError as err:
+                fail(f'cannot write {path}: {err}')
         b, B, err = result['b_train'], opts['max_loops'], result['err_vs_loops']['mean']
         at_b = f'{err[b - 1]:.4g}' if b <= B else '-'
         seconds = result['seconds']

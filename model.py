@@ -1,21 +1,26 @@
 """
-The looped GPT: a small GPT-2 whose blocks are applied b times, with the embedded
-prompt re-injected at every iteration, read out at the x tokens.
+The looped GPT: a small GPT-2 whose blocks are applied b times (b loops), with the embedded
+prompt re-injected at every loop, read out at the x tokens.
 
     e   = read_in(tokens) + pe              # the prompt, embedded once
     h_0 = 0
     h_t = ln_f(blocks(inject(h_{t-1}, e)))  # t = 1..b, the same weights every time
     y^(t) = read_out(h_t) at the x tokens
 
-Reading order: attention, MLP, block, config, model (embedding, loop, truncation, loss).
+Reading order: attention, MLP, block, config, model (embedding, loop, truncation, loss), then the
+optimizer, FLOPs and checkpoints that train.py uses.
 """
 
 import math
+import os
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.utils.checkpoint
+
+from configurator import ConfigError
 
 POS_EMBS = ('none', 'learned', 'sinusoidal', 'type')
 INJECTS = ('add', 'none', 'concat', 'gated')
@@ -40,47 +45,25 @@ class CausalSelfAttention(nn.Module):
         self.attention = config.attention
 
     def forward(self, x):
-        B, T, C = x.shape
+        B, L, C = x.shape  # batch, tokens, channels
         q, k, v = self.c_attn(x).split(C, dim=2)
-        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
-        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        q = q.view(B, L, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, L, hs)
+        k = k.view(B, L, self.n_head, C // self.n_head).transpose(1, 2)
+        v = v.view(B, L, self.n_head, C // self.n_head).transpose(1, 2)
         dropout = self.dropout if self.training else 0.0
         if self.attention == 'sdpa':
-            # fused kernel: the (T, T) matrix is never stored, masked blocks are skipped
+            # fused kernel: the (L, L) matrix is never stored, masked blocks are skipped
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=self.causal)
         else:
             # the explicit path, kept as the plain baseline the benchmark compares against
-            att = (q @ k.transpose(-2, -1)) / math.sqrt(k.size(-1))  # (B, nh, T, T)
+            att = (q @ k.transpose(-2, -1)) / math.sqrt(k.size(-1))  # (B, nh, L, L)
             if self.causal:
-                mask = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
+                mask = torch.ones(L, L, dtype=torch.bool, device=x.device).tril()
                 att = att.masked_fill(~mask, float('-inf'))
             att = F.dropout(F.softmax(att, dim=-1), dropout, self.training)
-            y = att @ v  # (B, nh, T, hs)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)
+            y = att @ v  # (B, nh, L, hs)
+        y = y.transpose(1, 2).contiguous().view(B, L, C)
         return self.resid_dropout(self.c_proj(y))
-
-
-class GeluLinear(torch.autograd.Function):
-    """linear(gelu(u)) that keeps only u for the backward pass and recomputes gelu(u) there: autograd would
-    keep both u (for GELU's gradient) and gelu(u) (for the weight's), two (B, T, mlp_size) tensors per block
-    and loop. Same gradients, one elementwise GELU more per block and loop."""
-
-    @staticmethod
-    def forward(ctx, u, weight, bias):
-        ctx.save_for_backward(u, weight)
-        ctx.has_bias = bias is not None
-        return F.linear(F.gelu(u), weight, bias)
-
-    @staticmethod
-    def backward(ctx, grad):  # grad: (..., n_out)
-        u, weight = ctx.saved_tensors
-        a = F.gelu(u)  # recomputed
-        grad_2d = grad.reshape(-1, grad.size(-1))
-        grad_weight = (grad_2d.t() @ a.reshape(-1, a.size(-1)).to(grad.dtype)).to(weight.dtype)
-        grad_bias = grad_2d.sum(0).to(weight.dtype) if ctx.has_bias else None
-        grad_u = torch.ops.aten.gelu_backward(grad @ weight.to(grad.dtype), u)
-        return grad_u, grad_weight, grad_bias
 
 
 class MLP(nn.Module):
@@ -90,13 +73,9 @@ class MLP(nn.Module):
         self.c_fc = nn.Linear(config.n_embd, config.mlp_size, bias=config.bias)
         self.c_proj = nn.Linear(config.mlp_size, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
-        self.recompute_gelu = config.recompute_gelu
 
     def forward(self, x):
-        u = self.c_fc(x)  # (B, T, mlp_size)
-        if self.recompute_gelu and torch.is_grad_enabled():
-            return self.dropout(GeluLinear.apply(u, self.c_proj.weight, self.c_proj.bias))
-        return self.dropout(self.c_proj(F.gelu(u)))
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x))))
 
 
 class Block(nn.Module):
@@ -123,20 +102,20 @@ class LoopedGPTConfig:
     n_head: int = 4
     n_embd: int = 64
     mlp_size: int = 256
-    recompute_gelu: bool = True  # the backward pass recomputes GELU rather than storing its output
     dropout: float = 0.0
     bias: bool = True
     pos_emb: str = 'learned'  # none | learned | sinusoidal | type
     causal: bool = True
     attention: str = 'sdpa'   # sdpa | manual
     inject: str = 'add'       # add | none | concat | gated
-    n_loops: int = 10         # b: iterations at training time (the truncation schedule counts in these)
-    loss_window: int = 10     # T: the last T iterations are read out, carry gradient and enter the loss
+    n_loops: int = 10         # b: loops at training time (the truncation schedule counts in these)
+    loss_window: int = 0      # the last loss_window loops (0: all) are read out, carry gradient, enter the loss
     loss_on: str = 'all'      # all x positions, or the query only
     n_keep: int = 0           # examples kept after the cut; 0 keeps all
     select: str = 'first'     # first | random | last | shuffle
-    truncate_after: int = 1   # cut after this iteration (0: straight after the embedding)
+    truncate_after: int = 1   # cut after this loop (0: straight after the embedding)
     n_keep_schedule: str = 'constant'  # constant | shrink
+    checkpoint_loops: bool = False  # recompute each loop's activations in the backward pass: less memory
 
     @property
     def block_size(self):
@@ -229,15 +208,15 @@ class LoopedGPT(nn.Module):
             return self.inject_proj(torch.cat((h, e), dim=-1))
         return h + self.inject_gate * e  # gated
 
-    def step(self, h, e):
-        """One loop iteration: h_t = ln_f(blocks(inject(h_{t-1}, e)))."""
+    def one_loop(self, h, e):
+        """One pass through the blocks: h_t = ln_f(blocks(inject(h_{t-1}, e)))."""
         x = self.inject(h, e)
         for block in self.blocks:
             x = block(x)
         return self.ln_f(x)
 
     def examples_seen(self, t, n_examples, n_keep, n_loops_train):
-        """How many examples iteration t (1-based) sees."""
+        """How many examples loop t (1-based) sees."""
         c = self.config
         if n_keep <= 0 or n_keep >= n_examples or t <= c.truncate_after:
             return n_examples
@@ -247,34 +226,39 @@ class LoopedGPT(nn.Module):
             return round(n_examples - (n_examples - n_keep) * frac)
         return n_keep
 
-    def select(self, n_now, n, B, device, generator):
-        """Which n of the n_now examples in hand to keep: (B, n) indices into them."""
-        mode = self.config.select
+    def select(self, n_now, n, scores):
+        """Which n of the n_now examples in hand to keep: (B, n) indices into them.
+        scores (B, n_now): one random number per example, drawn before the loop (random and shuffle
+        keep the n highest), so the loop itself draws nothing and compiles to one graph."""
+        mode, B = self.config.select, scores.size(0)
         if mode == 'first':
-            return torch.arange(n, device=device).expand(B, n)
+            return torch.arange(n, device=scores.device).expand(B, n)
         if mode == 'last':
-            return torch.arange(n_now - n, n_now, device=device).expand(B, n)
-        scores = torch.rand(B, n_now, device=device, generator=generator)
+            return torch.arange(n_now - n, n_now, device=scores.device).expand(B, n)
         chosen = scores.topk(n, dim=1).indices  # a random n-subset, in random order
         return chosen if mode == 'shuffle' else chosen.sort(dim=1).values
 
-    def forward(self, xs, ys, n_loops=None, loss_window=None, n_keep=None, generator=None):
+    def forward(self, xs, ys, n_loops=None, loss_window=None, n_keep=None, scores=None):
         """
         xs: (B, k+1, d) the k examples' x and the query's; ys: (B, k+1) their y (the query's is the target).
-        Runs n_loops iterations; the last loss_window are read out and carry gradient.
+        scores: (B, k) uniform random numbers, one per example, for select = random | shuffle.
+        Runs n_loops loops; the last loss_window are read out and carry gradient.
         Returns (preds, loss): preds is a list of loss_window tensors (B, n_t + 1), the prediction at every
-        x token still in the prompt after iteration t (the query's last); loss is the mean over those
-        iterations of the squared error against the matching y (all positions, or the query only).
+        x token still in the prompt after loop t (the query's last); loss is the mean over those loops of
+        the squared error against the matching y (all positions, or the query only).
         """
         c = self.config
         n_loops = c.n_loops if n_loops is None else n_loops
-        loss_window = min(c.loss_window if loss_window is None else loss_window, n_loops)
+        loss_window = min((c.loss_window if loss_window is None else loss_window) or n_loops, n_loops)
         n_keep = c.n_keep if n_keep is None else n_keep
         B, P, _ = xs.shape
         n_examples = P - 1
+        if scores is None:
+            assert c.select in ('first', 'last') or not 0 < n_keep < n_examples, f'select={c.select} needs scores'
+            scores = xs.new_zeros(B, n_examples)
 
         e = self.embed(xs, ys)  # (B, L, C)
-        # with inject=none the prompt enters once, as the first iteration's input
+        # with inject=none the prompt enters once, as the first loop's input
         h = e if c.inject == 'none' else torch.zeros_like(e)
         targets = ys  # (B, n_t + 1): the y of each x token still in hand, the query's last
         preds, losses = [], []
@@ -283,21 +267,25 @@ class LoopedGPT(nn.Module):
             n_now = targets.size(1) - 1
             n = self.examples_seen(t, n_examples, n_keep, c.n_loops)
             if n < n_now:
-                pick = self.select(n_now, n, B, xs.device, generator)  # (B, n)
+                pick = self.select(n_now, n, scores)  # (B, n)
                 # examples go as whole (x, y) token pairs; the query token is always kept, last
                 pairs = torch.stack((2 * pick, 2 * pick + 1), dim=2).view(B, 2 * n)
                 query = torch.full((B, 1), 2 * n_now, device=xs.device)
                 token_idx = torch.cat((pairs, query), dim=1).unsqueeze(-1).expand(-1, -1, e.size(-1))
                 h, e = h.gather(1, token_idx), e.gather(1, token_idx)  # (B, 2n+1, C)
                 targets = torch.cat((targets[:, :-1].gather(1, pick), targets[:, -1:]), dim=1)
+                scores = scores.gather(1, pick)
             if t < first_graph_loop:
                 with torch.no_grad():  # the loops before the loss window build no graph
-                    h = self.step(h, e)
+                    h = self.one_loop(h, e)
                 continue
-            h = self.step(h, e)
+            if c.checkpoint_loops and torch.is_grad_enabled():  # keep h only; recompute the rest
+                h = torch.utils.checkpoint.checkpoint(self.one_loop, h, e, use_reentrant=False)
+            else:
+                h = self.one_loop(h, e)
             pred = self.read_out(h[:, 0::2]).squeeze(-1)  # (B, n_t + 1), read out at the x tokens only
             preds.append(pred)
-            if self.config.loss_on == 'query':
+            if c.loss_on == 'query':
                 losses.append(F.mse_loss(pred[:, -1], targets[:, -1]))
             else:
                 losses.append(F.mse_loss(pred, targets))
@@ -315,7 +303,7 @@ class LoopedGPT(nn.Module):
 
     def flops_per_step(self, batch_size, n_examples, n_loops, loss_window, n_keep=None):
         """Matmul FLOPs of one training step: every loop forward, the last loss_window also backward (2x
-        forward), each loop at the tokens it still has after truncation."""
+        forward; 3x with checkpoint_loops), each loop at the tokens it still has after truncation."""
         c = self.config
         n_keep = c.n_keep if n_keep is None else n_keep
         weights = 2 * c.n_layer * (4 * c.n_embd * c.n_embd + 2 * c.n_embd * c.mlp_size)  # per token
@@ -323,5 +311,79 @@ class LoopedGPT(nn.Module):
         for t in range(1, n_loops + 1):
             n_tokens = 2 * self.examples_seen(t, n_examples, n_keep, c.n_loops) + 1
             attention = 2 * c.n_layer * 2 * n_tokens * c.n_embd // (2 if c.causal else 1)  # q.k and att.v
-            total += n_tokens * (weights + attention) * (3 if t > n_loops - loss_window else 1)
+            grad = 4 if c.checkpoint_loops else 3
+            total += n_tokens * (weights + attention) * (grad if t > n_loops - loss_window else 1)
         return batch_size * total
+
+
+# dense peak FLOP/s by (GPU, dtype), from NVIDIA's H100 SXM datasheet; other devices print no MFU
+PEAK_FLOPS = {('H100', 'bfloat16'): 989e12, ('H100', 'float32'): 67e12}
+
+
+def estimate_mfu(flops_per_s, device, dtype):
+    """Model FLOPs utilisation against the dense peak of the GPU in use, where it is known; else None."""
+    if device.type != 'cuda':
+        return None
+    name = torch.cuda.get_device_name(device)
+    peak = next((p for (gpu, dt), p in PEAK_FLOPS.items() if gpu in name and dt == dtype), None)
+    return flops_per_s / peak if peak else None
+
+
+def autocast(device, dtype):
+    """(context, dtype name): bf16 autocast on CUDA where supported (auto), fp32 everywhere else unless
+    asked. On CPUs fp32 is the default: where the CPU lacks native bf16 matmuls, as on the 2-core machine
+    these numbers come from, bf16 autocast runs the matmuls 10-25x slower."""
+    from contextlib import nullcontext
+    if dtype == 'auto':
+        dtype = 'bfloat16' if device.type == 'cuda' and torch.cuda.is_bf16_supported() else 'float32'
+    if dtype == 'float32':
+        return nullcontext(), dtype
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16), dtype
+
+
+# -----------------------------------------------------------------------------
+# checkpoints: written whole or not at all, read back without running code
+
+CKPT_VERSION = 2
+
+
+def save_checkpoint(path, state):
+    """Write to a temporary file, then rename: a kill or a full disk at any moment leaves the previous
+    checkpoint whole. A write that fails removes its temporary file and raises ConfigError."""
+    tmp = path + '.tmp'
+    try:
+        with open(tmp, 'wb') as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise ConfigError(f'cannot write {path}: {err}') from None
+
+
+def load_checkpoint(path, map_location='cpu'):
+    """Tensors and plain values only (weights_only): a shared checkpoint cannot run code on load."""
+    if not os.path.isfile(path):
+        raise ConfigError(f'no checkpoint at {path}')
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:
+        first = (str(err).splitlines() or [''])[0][:200]
+        raise ConfigError(f'{path} is not a readable checkpoint ({type(err).__name__}: {first})') from None
+    if not isinstance(ckpt, dict) or ckpt.get('version') != CKPT_VERSION:
+        version = ckpt.get('version') if isinstance(ckpt, dict) else None
+        raise ConfigError(f'{path} is a checkpoint of version {version}, this code reads version {CKPT_VERSION}')
+    return ckpt
+
+
+def load_model(path, device='cpu'):
+    """A trained model from its ckpt.pt, on any device, whatever it was trained on: (model, ckpt)."""
+    ckpt = load_checkpoint(path)
+    model = LoopedGPT(LoopedGPTConfig(**ckpt['model_args']))
+    try:
+        model.load_state_dict(ckpt['model'])
+    except RuntimeError as err:
+        raise ConfigError(f'{path} does not fit the model its config describes: {str(err).splitlines()[0]}') from None
+    return model.to(device), ckpt

@@ -25,10 +25,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from eval_extrapolation import find_runs, group_runs, parse_flags
-from train import ConfigError
+from configurator import ConfigError, fail, find_runs, group_runs, parse, read_defaults, read_json
 
-PLOT_DEFAULTS = {'out': 'figures/', 'only': '', 'labels': ''}
+# -----------------------------------------------------------------------------
+# defaults
+out = 'figures/'         # folder the figures are written to (NAME.svg and NAME.png)
+only = ''                # keep the variants whose label holds any of these substrings (split at ; or ,)
+labels = ''              # rename variants: old=new, split at ; or ,
+# end of defaults
+# -----------------------------------------------------------------------------
+DEFAULTS, HELPS = read_defaults(__file__, '# defaults', '# end of defaults')
 ERROR = 'query error (squared error / d)'
 # the baselines thin, grey, dotted and marked, so that colours and solid / dashed lines stay for the models
 BASELINE_STYLE = {'least_squares': ('least squares', '0.0', 'o'), 'ridge': ('ridge', '0.35', 's'),
@@ -37,17 +43,20 @@ BASELINE_STYLE = {'least_squares': ('least squares', '0.0', 'o'), 'ridge': ('rid
 
 
 def load_run(path):
-    with open(os.path.join(path, 'config.json')) as f:
-        run = {'dir': path, 'config': json.load(f), 'log': None, 'eval': None}
+    """A run's config.json, log.csv and eval.json; a file that is there but unreadable is a ConfigError."""
+    run = {'dir': path, 'config': read_json(os.path.join(path, 'config.json')), 'log': None, 'eval': None}
     log_path, eval_path = os.path.join(path, 'log.csv'), os.path.join(path, 'eval.json')
     if os.path.isfile(log_path):
-        with open(log_path, newline='') as f:
-            rows = list(csv.DictReader(f))
-        if rows:  # {column: (rows,)}; an empty cell is NaN
-            run['log'] = {col: np.array([float(r[col]) if r[col] else math.nan for r in rows]) for col in rows[0]}
+        try:
+            with open(log_path, newline='') as f:
+                rows = list(csv.DictReader(f))
+            if rows:  # {column: (rows,)}; an empty or missing cell is NaN
+                run['log'] = {col: np.array([float(r[col]) if r.get(col) else math.nan for r in rows])
+                              for col in rows[0]}
+        except (OSError, ValueError, csv.Error) as err:
+            raise ConfigError(f'{log_path} is malformed ({type(err).__name__}: {err})') from None
     if os.path.isfile(eval_path):
-        with open(eval_path) as f:
-            run['eval'] = json.load(f)
+        run['eval'] = read_json(eval_path)
     return run
 
 
@@ -276,20 +285,20 @@ def select_variants(runs, only, labels):
 
 def main(argv):
     try:
-        opts, patterns = parse_flags(argv, PLOT_DEFAULTS)
+        opts, _, _, patterns = parse(argv, DEFAULTS, usage=__doc__, helps=HELPS, files=False)
         if not patterns:
             raise ConfigError('name the run directories: python plot.py out/RUN [out/RUN ...] --out=figures/')
         runs = [load_run(p) for p in find_runs(patterns, 'config.json')]
         runs, variants = select_variants(runs, split_list(opts['only']), split_list(opts['labels']))
     except ConfigError as err:
-        print(f'error: {err}', file=sys.stderr)
-        sys.exit(2)
+        fail(err)
 
     os.makedirs(opts['out'], exist_ok=True)
     colors = plt.rcParams['axes.prop_cycle'].by_key()['color']
     variants = [(wrap(label), colors[i % len(colors)], [runs[j] for j in idx]) for i, (label, idx) in enumerate(variants)]
     plot_training(variants, opts['out'], [('val_err', f'validation {ERROR}')], 'performance',
-                  'Validation query error during training (at b_train, N examples; mean ± std over seeds)')
+                  'Validation query error during training, at the final d and N and the curriculum\'s b '
+                  '(mean ± std over seeds)')
     plot_training(variants, opts['out'], [('train_loss', 'training loss (MSE in the loss window)'),
                                           ('val_err', f'validation {ERROR}')], 'loss_comparison',
                   'Training loss vs validation query error (mean ± std over seeds): '

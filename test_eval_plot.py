@@ -19,7 +19,9 @@ import torch
 import eval_extrapolation
 import plot
 from data import first_k, make_generator, validation_set
-from eval_extrapolation import group_runs, least_squares, model_errors, query_error
+from configurator import group_runs
+from data import least_squares
+from eval_extrapolation import model_errors, query_error
 from model import LoopedGPT, LoopedGPTConfig
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -83,39 +85,40 @@ def test_least_squares_and_zero_predictor_match_theory():
 def test_one_pass_gives_every_loop_count(kw):
     model = tiny_model(**kw)
     xs, ys = validation_set('linear', 40, 8, 3, seed=3)
-    errors = model_errors(model, xs, ys, n_loops=7, seed=5)  # (7, B) from one pass
+    errors, _ = model_errors(model, xs, ys, n_loops=7, seed=5)  # (7, B) from one pass
     assert errors.shape == (7, 40)
     for t in (1, 2, 3, 7):
         with torch.no_grad():  # a separate pass of t loops, its truncation drawn from the same seed
-            preds, _ = model(xs, ys, n_loops=t, loss_window=1, generator=make_generator(5))
+            scores = torch.rand(xs.size(0), xs.size(1) - 1, generator=make_generator(5))
+            preds, _ = model(xs, ys, n_loops=t, loss_window=1, scores=scores)
         assert torch.allclose(errors[t - 1], query_error(preds[-1][:, -1], ys, 3), atol=1e-6), t
     # a window starting at loop 3 reads the same numbers
-    assert torch.allclose(model_errors(model, xs, ys, n_loops=7, first_loop=3, seed=5), errors[2:], atol=1e-6)
+    assert torch.allclose(model_errors(model, xs, ys, n_loops=7, first_loop=3, seed=5)[0], errors[2:], atol=1e-6)
 
 
 def test_full_context_runs_a_truncated_model_uncut():
     xs, ys = validation_set('linear', 40, 8, 3, seed=3)
     truncated, uncut = tiny_model(n_keep=3, select='random'), tiny_model()  # the same weights
-    full = model_errors(truncated, xs, ys, n_loops=5, n_keep=0)
-    assert torch.equal(full, model_errors(uncut, xs, ys, n_loops=5))
-    assert not torch.allclose(full[-1], model_errors(truncated, xs, ys, n_loops=5)[-1])  # the cut matters
+    full, _ = model_errors(truncated, xs, ys, n_loops=5, n_keep=0)
+    assert torch.equal(full, model_errors(uncut, xs, ys, n_loops=5)[0])
+    assert not torch.allclose(full[-1], model_errors(truncated, xs, ys, n_loops=5)[0][-1])  # the cut matters
 
 
 def test_fixed_point_matches_a_hand_run_loop():
     model = tiny_model()
     xs, ys = validation_set('linear', 40, 8, 3, seed=3)
-    _, change = model_errors(model, xs, ys, n_loops=5, fixed_point=True)
+    _, change = model_errors(model, xs, ys, n_loops=5)
     with torch.no_grad():
         e = model.embed(xs, ys)
         h, expected = torch.zeros_like(e), []
         for _ in range(5):
-            h_new = model.step(h, e)
+            h_new = model.one_loop(h, e)
             expected.append(((h_new - h).flatten(1).norm(dim=1) / h_new.flatten(1).norm(dim=1)).mean().item())
             h = h_new
     assert math.isnan(change[0])  # no h_0 in the hook
     assert change[1:] == pytest.approx(expected[1:], rel=1e-4)
     # a cut drops tokens: that loop has no like-for-like comparison, the ones after it do
-    _, change = model_errors(tiny_model(n_keep=3), xs, ys, n_loops=5, fixed_point=True)
+    _, change = model_errors(tiny_model(n_keep=3), xs, ys, n_loops=5)
     assert math.isnan(change[0]) and math.isnan(change[1]) and all(math.isfinite(c) for c in change[2:])
 
 
@@ -162,7 +165,7 @@ def test_eval_reuses_only_a_matching_eval_json(runs, tmp_path, capsys):
     assert '(on cpu' in capsys.readouterr().out
     with open(eval_json) as f:
         assert json.load(f)['eval']['gd_steps'] == 3
-    os.utime(eval_json, (0, 0))  # older than the checkpoint, as after a resumed run
+    os.utime(os.path.join(dst, 'ckpt.pt'))  # another checkpoint than the one evaluated, as after a resume
     eval_extrapolation.main([dst, *EVAL, '--gd_steps=3'])
     assert '(on cpu' in capsys.readouterr().out
     eval_extrapolation.main([dst, *EVAL, '--gd_steps=3', '--reuse=False'])

@@ -1,6 +1,6 @@
 """Tests for nanoloop: python -m pytest -q"""
 
-import itertools
+import contextlib
 import math
 import os
 import re
@@ -11,9 +11,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import configurator
 import train
+from configurator import ConfigError
 from data import curriculum, first_k, make_generator, sample_batch, validation_set
-from model import INJECTS, POS_EMBS, SELECTS, LoopedGPT, LoopedGPTConfig, interleave
+from model import (CKPT_VERSION, INJECTS, POS_EMBS, SELECTS, LoopedGPT, LoopedGPTConfig, interleave,
+                   load_checkpoint, load_model, save_checkpoint)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # tiny models: one thread is as fast, and far faster on a machine whose cores are busy with other jobs
@@ -33,11 +36,26 @@ def prompts(n=N, seed=0, batch=B):
     return sample_batch('linear', batch, n, D, make_generator(seed))
 
 
+def draws(xs, seed=0):
+    """One uniform score per example, as train.py draws them for select = random | shuffle."""
+    return torch.rand(xs.size(0), xs.size(1) - 1, generator=make_generator(seed))
+
+
+def train_step(model, optimizer, xs, ys, **kw):
+    """The step of train.py's loop: forward, backward, clip, AdamW."""
+    _, loss = model(xs, ys, **kw)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.detach()
+
+
 # -----------------------------------------------------------------------------
 # the model
 
 
-@pytest.mark.parametrize('pos_emb,inject,causal', itertools.product(POS_EMBS, INJECTS, (True, False)))
+@pytest.mark.parametrize('pos_emb,inject,causal', [(p, i, c) for p in POS_EMBS for i in INJECTS for c in (True, False)])
 def test_shapes(pos_emb, inject, causal):
     model = make_model(pos_emb=pos_emb, inject=inject, causal=causal, n_loops=4, loss_window=2)
     xs, ys = prompts()
@@ -75,7 +93,7 @@ def test_keeping_all_examples_is_no_truncation(select):
         plain = make_model(n_loops=4, loss_window=4)
         cut = make_model(n_loops=4, loss_window=4, n_keep=N, select=select, n_keep_schedule=schedule)
         p_plain, loss_plain = plain(xs, ys)
-        p_cut, loss_cut = cut(xs, ys, generator=make_generator(1))
+        p_cut, loss_cut = cut(xs, ys, scores=draws(xs, 1))
         assert torch.equal(loss_plain, loss_cut)
         assert all(torch.equal(a, b) for a, b in zip(p_plain, p_cut))
 
@@ -85,7 +103,7 @@ def kept_examples(model, xs, ys, **kw):
     found by matching the injected input against the full embedding, row by row."""
     full = model.embed(xs, ys).detach()  # (B, 2N+1, C)
     seen = []
-    step = model.step
+    one_loop = model.one_loop
     def spy(h, e):
         match = (e.detach().unsqueeze(2) == full.unsqueeze(1)).all(-1)  # (B, L_t, 2N+1)
         token = match.float().argmax(-1)  # (B, L_t): original token index of each token in hand
@@ -93,11 +111,11 @@ def kept_examples(model, xs, ys, **kw):
         assert torch.equal(token[:, -1], torch.full((xs.size(0),), 2 * (xs.size(1) - 1)))  # the query, last
         assert torch.equal(token[:, 1:-1:2], token[:, 0:-1:2] + 1)  # each x with its own y
         seen.append(token[:, 0:-1:2] // 2)
-        return step(h, e)
-    model.step = spy
+        return one_loop(h, e)
+    model.one_loop = spy
     with torch.no_grad():
         preds, loss = model(xs, ys, **kw)
-    del model.step
+    del model.one_loop
     return seen, preds
 
 
@@ -107,7 +125,7 @@ def test_truncation_keeps_the_right_pairs():
     expected = {'first': torch.arange(n), 'last': torch.arange(N - n, N)}
     for select in SELECTS:
         model = make_model(n_keep=n, select=select, truncate_after=1, n_loops=4, loss_window=4)
-        seen, preds = kept_examples(model, xs, ys, generator=make_generator(0))
+        seen, preds = kept_examples(model, xs, ys, scores=draws(xs))
         assert torch.equal(seen[0], torch.arange(N).expand(8, N))  # the first loop sees everything
         assert all(torch.equal(s, seen[1]) for s in seen[2:])     # the cut holds in every later loop
         kept = seen[1]
@@ -126,8 +144,8 @@ def test_truncation_targets_follow_the_kept_pairs():
     """The loss after the cut compares each kept x's prediction with that x's own y."""
     xs, ys = prompts(batch=8)
     model = make_model(n_keep=3, select='random', n_loops=2, loss_window=1, loss_on='all')
-    seen, preds = kept_examples(model, xs, ys, generator=make_generator(0))
-    _, loss = model(xs, ys, generator=make_generator(0))
+    seen, preds = kept_examples(model, xs, ys, scores=draws(xs))
+    _, loss = model(xs, ys, scores=draws(xs))
     targets = torch.cat((ys[:, :-1].gather(1, seen[1]), ys[:, -1:]), dim=1)
     assert torch.allclose(loss, F.mse_loss(preds[-1], targets))
 
@@ -179,7 +197,7 @@ def test_loops_before_the_loss_window_carry_no_gradient():
     h = torch.zeros_like(e)
     losses = []
     for t in range(1, 6):
-        h = model.step(h, e)
+        h = model.one_loop(h, e)
         if t == 3:
             h = h.detach()
         if t >= 4:
@@ -190,10 +208,14 @@ def test_loops_before_the_loss_window_carry_no_gradient():
 
     # and without the cut the gradient differs: the test can tell
     model.zero_grad()
-    h = torch.zeros_like(e)
+    e = model.embed(xs, ys)
+    h, losses = torch.zeros_like(e), []
     for t in range(1, 6):
-        h = model.step(h, e)
-    assert model.blocks[0].attn.c_attn.weight.grad is None
+        h = model.one_loop(h, e)
+        if t >= 4:
+            losses.append(F.mse_loss(model.read_out(h[:, 0::2]).squeeze(-1), ys))
+    torch.stack(losses).mean().backward()
+    assert not torch.allclose(grads[0], next(model.parameters()).grad, atol=1e-6)
 
 
 def reference_gpt(model, xs, ys):
@@ -287,10 +309,6 @@ def test_curriculum_values():
     assert [curriculum(5, 20, 1, 2000, it) for it in (0, 1999, 2000, 4000, 29999, 30000, 10**6)] == \
         [5, 5, 6, 7, 19, 20, 20]
     assert curriculum(0, 20, 1, 2000, 0) == 20  # off
-    c = train.SimpleNamespace(**train.DEFAULTS)
-    assert train.curriculum_at(0, c) == (5, 11, 10)
-    assert train.curriculum_at(4000, c) == (7, 19, 10)
-    assert train.curriculum_at(10**6, c) == (20, 64, 10)
 
 
 # -----------------------------------------------------------------------------
@@ -307,8 +325,8 @@ def test_tiny_training_run_learns():
     xs_val, ys_val = validation_set('linear', 512, 8, 2, seed=1)
     for _ in range(800):
         xs, ys = sample_batch('linear', 64, 8, 2, g)
-        train.train_step(model, optimizer, xs, ys, 2, 2, 0, g, train.nullcontext(), 1.0)
-    loss, err = train.evaluate(model, xs_val, ys_val, 2, 2, 2, train.nullcontext(), 0)
+        train_step(model, optimizer, xs, ys)
+    loss, err = train.evaluate(model, xs_val, ys_val, 2, 2, contextlib.nullcontext(), 0)
     assert loss < 0.8 * (ys_val ** 2).mean().item()              # all positions, vs predicting 0
     assert err < 0.8 * (ys_val[:, -1] ** 2).mean().item() / 2     # the query, vs predicting 0
 
@@ -330,7 +348,7 @@ def test_cli_runs_and_writes_the_run_directory(tmp_path):
     assert len(runs) == 1 and 'n_keep=3,select=random' in runs[0] and runs[0].endswith(',seed=42')
     assert sorted(os.listdir(tmp_path / runs[0])) == ['ckpt.pt', 'config.json', 'log.csv']
     log = (tmp_path / runs[0] / 'log.csv').read_text().splitlines()
-    assert log[0] == 'iter,train_loss,val_loss,val_err,lr,ms_per_step' and len(log) == 3
+    assert log[0] == ','.join(train.LOG_COLUMNS) and len(log) == 3
     assert 'iter 20/20' in result.stdout and 'least_sq' in result.stdout
 
 
@@ -343,12 +361,12 @@ BAD_FLAGS = [
     (['--n_keep=65'], 'n_keep'),                          # more than n_points
     (['--n_keep=-1'], 'n_keep'),
     (['--loss_window=11'], 'loss_window'),                # more than n_loops
-    (['--loss_window=0'], 'loss_window'),
+    (['--loss_window=-1'], 'loss_window'),
     (['--n_head=5'], 'n_head'),                           # does not divide n_embd
     (['--truncate_after=11'], 'truncate_after'),
     (['--n_dims=0'], 'n_dims'),
     (['--n_points=0'], 'n_points'),
-    (['--points_start=70'], 'points_start'),              # the curriculum ends past the context
+    (['--points_start=-1'], 'points_start'),
     (['--n_keep_random=True'], 'n_keep_random'),          # without n_keep
     (['config/nonexistent.py'], 'nonexistent'),
     (['--n_loops'], 'n_loops'),                           # no value
@@ -356,42 +374,44 @@ BAD_FLAGS = [
 
 
 @pytest.mark.parametrize('args,flag', BAD_FLAGS)
-def test_bad_flags_are_one_line_errors(args, flag, tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        train.main(args + [f'--out_dir={tmp_path / "out"}'])
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert err.startswith('error: ') and err.count('\n') == 1 and flag in err
+def test_bad_flags_are_one_line_errors(args, flag, tmp_path):
+    with pytest.raises(ConfigError, match=flag) as info:
+        train.open_run(args + [f'--out_dir={tmp_path / "out"}'])
+    assert '\n' not in str(info.value)
     assert not (tmp_path / 'out').exists()
 
 
 def test_bad_flag_through_the_cli(tmp_path):
     result = run_cli('--n_lops=3', f'--out_dir={tmp_path / "out"}')
     assert result.returncode == 2 and 'Traceback' not in result.stderr
-    assert result.stderr.strip() == "error: --n_lops: unknown key 'n_lops' (did you mean n_loops?)"
+    assert result.stderr.strip() == "error: --n_lops: unknown key 'n_lops' (did you mean n_loops, n_loops_random?)"
     assert not (tmp_path / 'out').exists()
 
 
 def test_an_int_where_a_float_is_expected_is_fine():
-    config, _, _ = train.parse_config(['--learning_rate=1', '--dropout=0'])
+    config, _, _, _ = configurator.parse(['--learning_rate=1', '--dropout=0'], train.DEFAULTS, train.CHOICES)
     assert config['learning_rate'] == 1.0 and isinstance(config['learning_rate'], float)
 
 
-@pytest.mark.parametrize('name', ('exp3_pe_mask', 'exp5_truncation', 'laptop'))
+@pytest.mark.parametrize('name', sorted(f[:-3] for f in os.listdir(os.path.join(HERE, 'config'))))
 def test_config_files_parse(name):
-    config, base, stems = train.parse_config([os.path.join(HERE, 'config', name + '.py'), '--seed=451'])
+    config, base, stems, _ = configurator.parse([os.path.join(HERE, 'config', name + '.py'), '--seed=451'],
+                                                train.DEFAULTS, train.CHOICES)
+    train.check_config(config)
     assert stems == [name]
-    assert train.run_dir(config, base, stems) == os.path.join(config['out_dir'], f'{name},seed=451')
+    assert configurator.run_dir(config, base, stems) == os.path.join(config['out_dir'], f'{name},seed=451')
 
 
 # -----------------------------------------------------------------------------
 # robustness: run directories, resume, checkpoints, divergence, signals
 
 
-def read_rows(path, drop_timing=True):
+def read_rows(path):
+    """log.csv's rows less ms_per_step, which is wall-clock time."""
     with open(path) as f:
         rows = [line.split(',') for line in f.read().splitlines()]
-    return [r[:-1] for r in rows] if drop_timing else rows  # ms_per_step is wall-clock: left out
+    timing = rows[0].index('ms_per_step')
+    return [r[:timing] + r[timing + 1:] for r in rows]
 
 
 def test_a_run_directory_with_a_checkpoint_is_never_overwritten_by_accident(tmp_path):
@@ -415,8 +435,8 @@ def test_resume_continues_exactly(tmp_path):
     assert run_cli(*common, '--max_iters=15', '--run_name=parts').returncode == 0
     assert run_cli(*common, '--max_iters=30', '--run_name=parts', '--init_from=resume').returncode == 0
     assert read_rows(tmp_path / 'whole' / 'log.csv') == read_rows(tmp_path / 'parts' / 'log.csv')
-    whole = train.load_checkpoint(str(tmp_path / 'whole' / 'ckpt.pt'))
-    parts = train.load_checkpoint(str(tmp_path / 'parts' / 'ckpt.pt'))
+    whole = load_checkpoint(str(tmp_path / 'whole' / 'ckpt.pt'))
+    parts = load_checkpoint(str(tmp_path / 'parts' / 'ckpt.pt'))
     assert whole['iter'] == parts['iter'] == 30
     assert all(torch.equal(whole['model'][k], parts['model'][k]) for k in whole['model'])
 
@@ -435,27 +455,30 @@ def test_ctrl_c_saves_and_resumes_exactly(tmp_path):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGINT, err
     assert '--init_from=resume' in out
-    k = train.load_checkpoint(str(tmp_path / 'cut' / 'ckpt.pt'))['iter']
+    k = load_checkpoint(str(tmp_path / 'cut' / 'ckpt.pt'))['iter']
     assert 0 < k < 1000000
     # resumed to k + 7 it ends where an uninterrupted run of k + 7 steps ends
     assert run_cli(*common, f'--max_iters={k + 7}', '--run_name=cut', '--init_from=resume').returncode == 0
     assert run_cli(*common, f'--max_iters={k + 7}', '--run_name=whole').returncode == 0
-    a = train.load_checkpoint(str(tmp_path / 'cut' / 'ckpt.pt'))
-    b = train.load_checkpoint(str(tmp_path / 'whole' / 'ckpt.pt'))
+    a = load_checkpoint(str(tmp_path / 'cut' / 'ckpt.pt'))
+    b = load_checkpoint(str(tmp_path / 'whole' / 'ckpt.pt'))
     assert all(torch.equal(a['model'][name], b['model'][name]) for name in a['model'])
 
 
 def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path):
-    args = [*TINY, '--max_iters=10', f'--out_dir={tmp_path}', '--run_name=r']
+    args = [*TINY, '--max_iters=10', f'--out_dir={tmp_path}', '--run_name=r', '--grad_clip=0']
     assert run_cli(*args).returncode == 0
-    good = (tmp_path / 'r' / 'ckpt.pt').read_bytes()
-    result = run_cli(*TINY, '--max_iters=30', f'--out_dir={tmp_path}', '--run_name=r', '--init_from=resume',
-                     '--learning_rate=1e30', '--grad_clip=0')
-    assert result.returncode not in (0, 2)
-    assert int(re.search(r'at iteration (\d+)', result.stderr).group(1)) > 10  # names where it happened
-    assert 'checkpoint of iteration 10 is kept' in result.stderr
-    assert 'Traceback' not in result.stderr
-    assert (tmp_path / 'r' / 'ckpt.pt').read_bytes() == good
+    path = str(tmp_path / 'r' / 'ckpt.pt')
+    ckpt = load_checkpoint(path)
+    ckpt['model'] = {k: v * 1e30 for k, v in ckpt['model'].items()}  # weights that overflow at once
+    save_checkpoint(path, ckpt)
+    bad = (tmp_path / 'r' / 'ckpt.pt').read_bytes()
+    result = run_cli(*args[:-4], '--max_iters=30', f'--out_dir={tmp_path}', '--run_name=r', '--grad_clip=0',
+                     '--init_from=resume')
+    assert result.returncode == 3, result.stderr
+    assert int(re.search(r'at step (\d+)', result.stderr).group(1)) > 10  # names where it happened
+    assert 'the last checkpoint is kept' in result.stderr and 'Traceback' not in result.stderr
+    assert (tmp_path / 'r' / 'ckpt.pt').read_bytes() == bad  # nothing was saved from the diverged run
 
 
 class Payload:
@@ -466,37 +489,37 @@ class Payload:
 
 def test_checkpoints_hold_only_tensors_and_plain_values(tmp_path):
     path = str(tmp_path / 'ckpt.pt')
-    torch.save({'version': train.CKPT_VERSION, 'model': Payload()}, path)
-    with pytest.raises(train.ConfigError, match='not a readable checkpoint'):
-        train.load_checkpoint(path)
-    with pytest.raises(train.ConfigError, match='no checkpoint'):
-        train.load_checkpoint(str(tmp_path / 'missing.pt'))
+    torch.save({'version': CKPT_VERSION, 'model': Payload()}, path)
+    with pytest.raises(ConfigError, match='not a readable checkpoint'):
+        load_checkpoint(path)
+    with pytest.raises(ConfigError, match='no checkpoint'):
+        load_checkpoint(str(tmp_path / 'missing.pt'))
     torch.save({'version': 99}, path)
-    with pytest.raises(train.ConfigError, match='version 99'):
-        train.load_checkpoint(path)
+    with pytest.raises(ConfigError, match='version 99'):
+        load_checkpoint(path)
     model = make_model()
     args = {k: v for k, v in vars(model.config).items()}
-    torch.save({'version': train.CKPT_VERSION, 'model': model.state_dict(), 'model_args': {**args, 'n_embd': 32},
+    torch.save({'version': CKPT_VERSION, 'model': model.state_dict(), 'model_args': {**args, 'n_embd': 32},
                 'config': {}}, path)
-    with pytest.raises(train.ConfigError, match='does not fit'):
-        train.load_model(path)
-    torch.save({'version': train.CKPT_VERSION, 'model': model.state_dict(), 'model_args': args, 'config': {}}, path)
+    with pytest.raises(ConfigError, match='does not fit'):
+        load_model(path)
+    torch.save({'version': CKPT_VERSION, 'model': model.state_dict(), 'model_args': args, 'config': {}}, path)
     with open(path, 'rb') as f:
         data = f.read()
     with open(path, 'wb') as f:
         f.write(data[: len(data) // 2])  # truncated
-    with pytest.raises(train.ConfigError, match='not a readable checkpoint'):
-        train.load_checkpoint(path)
+    with pytest.raises(ConfigError, match='not a readable checkpoint'):
+        load_checkpoint(path)
 
 
 SAVER = """
 import sys, torch
 sys.path.insert(0, {here!r})
-import train
+from model import CKPT_VERSION, save_checkpoint
 i = 0
 while True:
     i += 1
-    train.save_checkpoint({path!r}, {{'version': train.CKPT_VERSION, 'i': i, 'w': torch.full((2_000_000,), float(i))}})
+    save_checkpoint({path!r}, {{'version': CKPT_VERSION, 'i': i, 'w': torch.full((2_000_000,), float(i))}})
     print(i, flush=True)
 """
 
@@ -515,7 +538,7 @@ def test_sigkill_mid_save_leaves_a_loadable_checkpoint(tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         proc.stdout.close()
-        ckpt = train.load_checkpoint(path)
+        ckpt = load_checkpoint(path)
         assert torch.equal(ckpt['w'], torch.full((2_000_000,), float(ckpt['i'])))
 
 
@@ -529,7 +552,7 @@ def test_fast_path_matches_the_plain_path():
     results = []
     for attention in ('sdpa', 'manual'):
         model = make_model(attention=attention, n_loops=4, loss_window=2, n_keep=5, select='random').train()
-        _, loss = model(xs, ys, generator=make_generator(0))
+        _, loss = model(xs, ys, scores=draws(xs))
         loss.backward()
         results.append((loss.detach(), [p.grad for p in model.parameters()]))
     (fast_loss, fast_grads), (plain_loss, plain_grads) = results
@@ -544,17 +567,16 @@ def test_compiled_step_matches_eager():
         model = make_model(n_loops=3, loss_window=2).train()
         optimizer = model.configure_optimizers(0.0, 1e-3, (0.9, 0.999), 'cpu')
         step_model = torch.compile(model) if compiled else model
-        losses.append([train.train_step(step_model, optimizer, xs, ys, 3, 2, 0, None, train.nullcontext(), 1.0)
-                       for _ in range(3)])
+        losses.append([train_step(step_model, optimizer, xs, ys) for _ in range(3)])
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(*losses))
 
 
-def test_recomputed_gelu_gives_the_same_gradients():
-    """recompute_gelu changes what the backward pass keeps, not what it computes."""
+def test_checkpointed_loops_give_the_same_gradients():
+    """checkpoint_loops changes what the backward pass keeps, not what it computes."""
     xs, ys = prompts()
     grads = []
-    for recompute in (False, True):
-        model = make_model(recompute_gelu=recompute, n_loops=4, loss_window=2).train()
+    for checkpointed in (False, True):
+        model = make_model(checkpoint_loops=checkpointed, n_loops=4, loss_window=2).train()
         _, loss = model(xs, ys)
         loss.backward()
         grads.append([p.grad for p in model.parameters()])

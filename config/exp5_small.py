@@ -4,21 +4,12 @@
 #   python train.py config/exp5_small.py --n_keep=5 --select=random --seed=451
 n_dims = 3
 n_points = 9
-n_layer = 2
-n_head = 4
-n_embd = 64
-mlp_size = 256
-batch_size = 64
 learning_rate = 1e-3     # 5e-4 in the experiment; twice that leaves the zero-predictor plateau sooner
 lr_schedule = 'cosine'
 warmup_iters = 100
 max_iters = 2000
-inject = 'add'
 n_loops = 5              # b_train
-loss_window = 5
-truncate_after = 1       # loop 1 sees all N examples, later loops only the kept n
 n_keep = 9               # = N: no truncation; the sweep sets 7, 5, 4
-select = 'first'
 # Curricula: d grows 2 -> 3 at step 300 and b grows 1 -> 5 by step 800; all 9 examples from the start.
 dims_start = 2
 dims_interval = 300

@@ -1,0 +1,241 @@
+"""
+The command line every script shares: `--key=value` flags and config files checked against the defaults'
+types (no exec), `--help` read from the comments beside the defaults, one-line usage errors, the device,
+and the names of run directories. Imports no torch at load time, so plot.py stays light.
+
+    defaults, helps = read_defaults(__file__)     # a script's `name = value  # meaning` lines
+    config, base, stems = parse(sys.argv[1:], defaults, choices, usage=__doc__, helps=helps)
+"""
+
+import ast
+import difflib
+import glob
+import json
+import os
+import re
+import runpy
+import shlex
+import sys
+
+
+class ConfigError(Exception):
+    """A bad flag, config file or input file: reported in one line, exit code 2, nothing written."""
+
+
+def fail(err):
+    print(f'error: {err}', file=sys.stderr)
+    sys.exit(2)
+
+
+# -----------------------------------------------------------------------------
+# defaults and their help, from the script that holds them
+
+def read_defaults(path, start=None, end=None):
+    """{name: value}, {name: comment} of the module-level `name = literal  # comment` lines of a file,
+    between the lines that hold `start` and `end` (markers) if given. The one source of both the
+    defaults and --help, so the two cannot drift apart."""
+    with open(path) as f:
+        lines = f.read().splitlines()
+    if start is not None:
+        first = next(i for i, line in enumerate(lines) if start in line)
+        last = next(i for i, line in enumerate(lines) if i > first and end in line)
+        lines = lines[first:last]
+    defaults, helps = {}, {}
+    for line in lines:
+        m = re.match(r"^(\w+)\s*=\s*(.+?)(?:\s+#\s*(.*))?$", line)
+        if not m or m.group(1).startswith('_') or m.group(1).isupper():
+            continue
+        try:
+            value = ast.literal_eval(m.group(2))
+        except (ValueError, SyntaxError):
+            continue
+        if type(value) in (int, float, bool, str):
+            defaults[m.group(1)] = value
+            helps[m.group(1)] = m.group(3) or ''
+    return defaults, helps
+
+
+def help_text(usage, defaults, helps, choices=None):
+    lines = [usage.strip(), '', 'flags (--key=value, each with its default; a later value wins):']
+    width = max(len(f'--{k}={v!r}') for k, v in defaults.items())
+    for key, value in defaults.items():
+        meaning = helps.get(key, '')
+        if choices and key in choices and not meaning:
+            meaning = ' | '.join(choices[key])
+        lines.append(f'  {f"--{key}={value!r}":<{width}}  {meaning}'.rstrip())
+    return '\n'.join(lines)
+
+
+# -----------------------------------------------------------------------------
+# flags and config files
+
+def coerce(key, value, source, defaults, choices):
+    default = defaults[key]
+    if isinstance(value, str) and not isinstance(default, str):
+        if isinstance(default, bool) and value.lower() in ('true', 'false'):
+            return value.lower() == 'true'
+        raise ConfigError(f'{source}: {key} takes {type(default).__name__}, got {value!r}')
+    if isinstance(default, bool) and not isinstance(value, bool):
+        raise ConfigError(f'{source}: {key} takes True or False, got {value!r}')
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)  # an int where a float is expected is fine
+    if type(value) is not type(default):
+        raise ConfigError(f'{source}: {key} takes {type(default).__name__}, got {value!r}')
+    if isinstance(value, float) and value != value or value in (float('inf'), float('-inf')):
+        raise ConfigError(f'{source}: {key} must be a finite number, got {value!r}')
+    if key in choices and value not in choices[key]:
+        raise ConfigError(f'{source}: {key} must be one of {" | ".join(choices[key])}, got {value!r}')
+    return value
+
+
+def set_value(config, key, value, source, defaults, choices):
+    if key not in defaults:
+        close = difflib.get_close_matches(key, defaults, n=3)
+        hint = f' (did you mean {", ".join(close)}?)' if close else ''
+        raise ConfigError(f'{source}: unknown key {key!r}{hint}')
+    config[key] = coerce(key, value, source, defaults, choices)
+
+
+def parse_flag(arg, config, defaults, choices):
+    """Apply one --key=value: the value read as a Python literal, or else as a bare word."""
+    key, eq, raw = arg[2:].partition('=')
+    if not eq:
+        raise ConfigError(f'--{key}: write flags as --{key}=value (--help lists them)')
+    if isinstance(defaults.get(key), str):
+        value = raw  # a string flag takes the text as it is (--run_name=123 is the name '123')
+    else:
+        try:
+            value = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            value = raw  # reported by coerce as the wrong type
+    set_value(config, key, value, f'--{key}', defaults, choices)
+
+
+def read_config_file(path, config, base, defaults, choices):
+    """A config file is Python that assigns some of the defaults' names; it runs in a namespace of its own."""
+    if not os.path.isfile(path):
+        raise ConfigError(f'config file {path!r} does not exist')
+    try:
+        namespace = runpy.run_path(path)
+    except BaseException as err:  # SystemExit too: a config file does not end the run
+        raise ConfigError(f'config file {path!r} does not run: {type(err).__name__}: {err}') from None
+    for key, value in namespace.items():
+        if not key.startswith('_') and not callable(value) and type(value).__name__ != 'module':
+            set_value(config, key, value, path, defaults, choices)
+            base[key] = config[key]
+
+
+def parse(argv, defaults, choices=None, usage='', helps=None, files=True):
+    """Defaults, then each config file (if files) or --key=value in order; --help prints and exits 0.
+    Returns (config, base, stems, positional): base is what the config files alone make of the defaults,
+    stems their names, positional the other arguments (run directories, for the scripts that take them)."""
+    choices = choices or {}
+    if '--help' in argv or '-h' in argv:
+        print(help_text(usage, defaults, helps or {}, choices))
+        sys.exit(0)
+    config, base, stems, positional = dict(defaults), dict(defaults), [], []
+    for arg in argv:
+        if arg.startswith('--'):
+            parse_flag(arg, config, defaults, choices)
+        elif files:
+            read_config_file(arg, config, base, defaults, choices)
+            stems.append(os.path.splitext(os.path.basename(arg))[0])
+        else:
+            positional.append(arg)
+    return config, base, stems, positional
+
+
+# -----------------------------------------------------------------------------
+# the device (torch is imported here, not at load time)
+
+def resolve_device(name):
+    import torch
+    if name != 'auto':
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device('cuda')
+    if torch.backends.mps.is_available():
+        return torch.device('mps')
+    return torch.device('cpu')
+
+
+def check_device(name):
+    """The torch.device a --device value names, or a ConfigError if it is malformed or not here."""
+    import torch
+    try:
+        device = resolve_device(name)
+    except RuntimeError:
+        raise ConfigError(f'--device={name!r}: use auto, cpu, cuda, cuda:N or mps') from None
+    available = {'cpu': True, 'cuda': torch.cuda.is_available(), 'mps': torch.backends.mps.is_available()}
+    if not available.get(device.type, False):
+        raise ConfigError(f'--device={name!r}: not available here (use auto, cpu, cuda, cuda:N or mps)')
+    if device.type == 'cuda' and (device.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(f'--device={name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)')
+    return device
+
+
+# -----------------------------------------------------------------------------
+# run directories: naming, finding, grouping by variant
+
+# what changes where, how fast or how long a run runs, not what it computes: left out of the run's name
+NOT_IN_NAME = ('out_dir', 'run_name', 'eval_interval', 'log_interval', 'init_from', 'overwrite', 'device',
+               'compile', 'seed', 'max_iters', 'checkpoint_loops')
+
+
+def run_dir(config, base, stems):
+    """out_dir/<config files>,<flags that differ from them>,seed=S: runs that differ only by seed sort
+    together. A run's name never holds where it ran or for how long, so a resumed run can run longer."""
+    if config['run_name']:
+        name = config['run_name']
+        if os.path.isabs(name) or '..' in name.split(os.sep) or not name.strip():
+            raise ConfigError(f'--run_name={name!r}: must be a plain name inside out_dir')
+        return os.path.join(config['out_dir'], name)
+    parts = stems + [f'{k}={v}' for k, v in config.items() if k not in NOT_IN_NAME and v != base[k]]
+    return os.path.join(config['out_dir'], ','.join(parts + [f'seed={config["seed"]}']))
+
+
+def command_line(script, argv):
+    """The command that continues a run, quoted for the shell, with one --init_from=resume."""
+    args = [a for a in argv if not a.startswith('--init_from=')] + ['--init_from=resume']
+    return ' '.join(shlex.quote(a) for a in ['python', script, *args])
+
+
+def find_runs(patterns, need):
+    """Run directories named or matched by the patterns that hold the file `need`, in order, no repeats."""
+    runs = []
+    for pattern in patterns:
+        matches = [p for p in sorted(glob.glob(pattern)) if os.path.isdir(p)]
+        found = [p for p in matches if os.path.isfile(os.path.join(p, need))]
+        if not found:
+            raise ConfigError(f'{pattern}: no run directory with a {need} there')
+        for p in matches:
+            if p not in found:
+                print(f'skipping {p}: no {need}')
+        runs += [os.path.normpath(p) for p in found if os.path.normpath(p) not in runs]
+    return runs
+
+
+def group_runs(configs, names=None):
+    """Runs whose configs differ only by seed (or by where and how they ran) form one variant.
+    Returns [(label, [indices into configs])]; labels name the config keys that differ between variants."""
+    groups = {}
+    for i, c in enumerate(configs):
+        key = json.dumps({k: v for k, v in sorted(c.items()) if k not in NOT_IN_NAME})
+        groups.setdefault(key, []).append(i)
+    firsts = [configs[idx[0]] for idx in groups.values()]
+    keys = list(dict.fromkeys(k for c in configs for k in c if k not in NOT_IN_NAME))
+    differ = [k for k in keys if len({json.dumps(c.get(k)) for c in firsts}) > 1]
+    labels = [', '.join(f'{k}={c.get(k)}' for k in differ) for c in firsts]
+    if len(labels) == 1:  # one variant: name it after its run directory, less the seed
+        name = os.path.basename(names[0]) if names else ''
+        labels = [re.sub(r',?seed=\d+$', '', name) or 'model']
+    return list(zip(labels, groups.values()))
+
+
+def read_json(path):
+    """A JSON file, or a one-line ConfigError naming it."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f'{path} is not readable JSON ({type(err).__name__}: {err})') from None
