@@ -95,8 +95,8 @@ def first_k(xs, ys, k):
 def least_squares(xs, ys):
     """Min-norm least squares fitted on the k examples, the query's prediction (B,): the optimum for
     noiseless linear regression. Float64 on the CPU (MPS has no float64), returned on xs' device."""
-    X, y = xs[:, :-1].double().cpu(), ys[:, :-1].double().cpu()  # (B, k, d), (B, k)
+    X, y = xs[:, :-1].cpu().double(), ys[:, :-1].cpu().double()  # (B, k, d), (B, k)
     if X.size(1) == 0:
         return torch.zeros_like(ys[:, -1])
     w = torch.linalg.pinv(X) @ y.unsqueeze(-1)  # (B, d, 1)
-    return (xs[:, -1:].double().cpu() @ w).view(-1).to(ys.dtype).to(ys.device)
+    return (xs[:, -1:].cpu().double() @ w).view(-1).to(ys.dtype).to(ys.device)

@@ -249,3 +249,27 @@ def test_plot_rejects_unknown_variant(runs, tmp_path, capsys):
         assert exit_info.value.code == 2
         assert capsys.readouterr().err.startswith('error: ')
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+# -----------------------------------------------------------------------------
+# each baseline against a brute-force computation, one prompt at a time in numpy
+
+def test_baselines_match_brute_force():
+    import numpy as np
+    from eval_extrapolation import averaging, gradient_descent, knn, ridge
+    xs, ys = validation_set('linear', 6, 7, 3, seed=4)
+    X, Y = xs.double().numpy(), ys.double().numpy()
+    for i in range(6):
+        A, y, q = X[i, :-1], Y[i, :-1], X[i, -1]
+        w_avg = sum(y[j] * A[j] for j in range(7)) / 7
+        assert averaging(xs, ys)[i].item() == pytest.approx(q @ w_avg, rel=1e-5)
+        near = sorted(range(7), key=lambda j: np.linalg.norm(A[j] - q))[:3]
+        assert knn(xs, ys)[i].item() == pytest.approx(np.mean([y[j] for j in near]), rel=1e-5)
+        w_ridge = np.linalg.solve(A.T @ A + 0.1 * np.eye(3), A.T @ y)
+        assert ridge(xs, ys)[i].item() == pytest.approx(q @ w_ridge, rel=1e-5)
+        w, lr = np.zeros(3), 1 / np.linalg.eigvalsh(A.T @ A).max()
+        for _ in range(4):
+            w = w - lr * (A.T @ (A @ w - y))
+        assert gradient_descent(xs, ys, n_steps=4)[i].item() == pytest.approx(q @ w, rel=1e-5)
+        w_ls = np.linalg.lstsq(A, y, rcond=None)[0]
+        assert least_squares(xs, ys)[i].item() == pytest.approx(q @ w_ls, rel=1e-4, abs=1e-5)

@@ -427,17 +427,21 @@ def test_a_run_directory_with_a_checkpoint_is_never_overwritten_by_accident(tmp_
     assert missing.returncode == 2 and 'no checkpoint' in missing.stderr
 
 
-def test_resume_continues_exactly(tmp_path):
-    """A run interrupted at k and resumed logs the same rows and ends with the same weights."""
+def test_resume_extends_a_run_exactly(tmp_path):
+    """The same flags with a larger max_iters and --init_from=resume continue the same run directory and
+    log the rows, and end with the weights, of a straight run (random cuts, dropout, n drawn per step)."""
     common = [*TINY, '--eval_interval=5', '--dropout=0.1', '--n_keep=3', '--select=random', '--n_keep_random=True',
-              f'--out_dir={tmp_path}']
-    assert run_cli(*common, '--max_iters=30', '--run_name=whole').returncode == 0
-    assert run_cli(*common, '--max_iters=15', '--run_name=parts').returncode == 0
-    assert run_cli(*common, '--max_iters=30', '--run_name=parts', '--init_from=resume').returncode == 0
-    assert read_rows(tmp_path / 'whole' / 'log.csv') == read_rows(tmp_path / 'parts' / 'log.csv')
-    whole = load_checkpoint(str(tmp_path / 'whole' / 'ckpt.pt'))
-    parts = load_checkpoint(str(tmp_path / 'parts' / 'ckpt.pt'))
-    assert whole['iter'] == parts['iter'] == 30
+              '--n_loops_random=True', '--loss_window=1']
+    assert run_cli(*common, '--max_iters=20', f'--out_dir={tmp_path / "whole"}').returncode == 0
+    assert run_cli(*common, '--max_iters=10', f'--out_dir={tmp_path / "parts"}').returncode == 0
+    resumed = run_cli(*common, '--max_iters=20', f'--out_dir={tmp_path / "parts"}', '--init_from=resume')
+    assert resumed.returncode == 0, resumed.stderr
+    [name] = os.listdir(tmp_path / 'whole')
+    assert os.listdir(tmp_path / 'parts') == [name] and 'max_iters' not in name
+    assert read_rows(tmp_path / 'whole' / name / 'log.csv') == read_rows(tmp_path / 'parts' / name / 'log.csv')
+    whole = load_checkpoint(str(tmp_path / 'whole' / name / 'ckpt.pt'))
+    parts = load_checkpoint(str(tmp_path / 'parts' / name / 'ckpt.pt'))
+    assert whole['iter'] == parts['iter'] == 20
     assert all(torch.equal(whole['model'][k], parts['model'][k]) for k in whole['model'])
 
 
@@ -581,3 +585,168 @@ def test_checkpointed_loops_give_the_same_gradients():
         loss.backward()
         grads.append([p.grad for p in model.parameters()])
     assert all(torch.allclose(a, b, rtol=0, atol=1e-7) for a, b in zip(*grads))
+
+
+# -----------------------------------------------------------------------------
+# what train.py's loop hands the model: the per-step draws, and arms paired by seed
+
+
+def record_training(monkeypatch, tmp_path, *args):
+    """Run train.py's script in this process and record what every training step passes to the model."""
+    import runpy
+    calls = []
+    forward = LoopedGPT.forward
+
+    def spy(self, xs, ys, **kw):
+        if self.training:
+            calls.append({'xs': xs.clone(), **kw})
+        return forward(self, xs, ys, **kw)
+    monkeypatch.setattr(LoopedGPT, 'forward', spy)
+    monkeypatch.setattr(sys, 'argv', ['train.py', *TINY, f'--out_dir={tmp_path}', *args])
+    runpy.run_path(os.path.join(HERE, 'train.py'), run_name='__main__')
+    monkeypatch.undo()
+    return calls
+
+
+def test_n_keep_random_and_n_loops_random_draws_reach_the_model(monkeypatch, tmp_path):
+    calls = record_training(monkeypatch, tmp_path, '--max_iters=60', '--n_points=6', '--n_keep=2',
+                            '--n_keep_random=True', '--n_loops=4', '--loss_window=2', '--n_loops_random=True')
+    assert len(calls) == 60
+    assert {c['n_keep'] for c in calls} == set(range(2, 7))           # every n in [n_keep, N]
+    assert {c['n_loops'] for c in calls} == set(range(2, 5))          # every b in [loss_window, b]
+    assert all(c['loss_window'] == 2 for c in calls)
+
+
+def test_select_arms_see_the_same_prompts(monkeypatch, tmp_path):
+    """At the same seed, select=first and select=random train on bit-identical prompts at every step."""
+    arms = [record_training(monkeypatch, tmp_path / select, '--max_iters=12', '--n_keep=3', f'--select={select}',
+                            '--n_keep_random=True') for select in ('first', 'random')]
+    assert all(torch.equal(a['xs'], b['xs']) for a, b in zip(*arms)) and len(arms[0]) == 12
+    assert arms[0][0]['scores'] is None and arms[1][0]['scores'] is not None
+
+
+# -----------------------------------------------------------------------------
+# the model against independent computations
+
+
+def reference_loops(model, xs, ys, scores, n_loops):
+    """The looped model written out one prompt at a time, the cut done by hand on lists of token indices:
+    the query's prediction after the last loop, (B,)."""
+    c, P = model.config, xs.size(1)
+    out = []
+    for i in range(xs.size(0)):
+        e_full = model.embed(xs[i:i + 1], ys[i:i + 1])[0]  # (2P - 1, C)
+        tokens = list(range(2 * P - 1))  # the original index of each token in hand
+        examples = list(range(P - 1))    # the examples in hand, in their order
+        h = torch.zeros_like(e_full)
+        for t in range(1, n_loops + 1):
+            n = model.examples_seen(t, P - 1, c.n_keep, c.n_loops)
+            if n < len(examples):
+                if c.select in ('first', 'last'):
+                    examples = examples[:n] if c.select == 'first' else examples[-n:]
+                else:  # the n highest scores; random keeps them in prompt order, shuffle in score order
+                    best = sorted(examples, key=lambda j: -scores[i, j].item())[:n]
+                    examples = best if c.select == 'shuffle' else sorted(best)
+                kept = [tok for j in examples for tok in (2 * j, 2 * j + 1)] + [2 * (P - 1)]
+                h = h[[tokens.index(tok) for tok in kept]]
+                tokens = kept
+            h = model.one_loop(h[None], e_full[tokens][None])[0]
+        out.append(model.read_out(h[-1]).squeeze(-1))
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize('select', SELECTS)
+@pytest.mark.parametrize('schedule,truncate_after', [('constant', 0), ('constant', 1), ('shrink', 1),
+                                                     ('constant', 2)])
+def test_loop_with_cuts_matches_a_per_prompt_reference(select, schedule, truncate_after):
+    xs, ys = prompts(batch=4)
+    model = make_model(n_loops=4, loss_window=1, n_keep=3, select=select, n_keep_schedule=schedule,
+                       truncate_after=truncate_after)
+    scores = draws(xs, 3)
+    with torch.no_grad():
+        preds, _ = model(xs, ys, scores=scores)
+        assert torch.allclose(preds[-1][:, -1], reference_loops(model, xs, ys, scores, 4), atol=1e-5)
+
+
+def test_loss_on_query_takes_its_gradient_from_the_query_alone():
+    xs, ys = prompts()
+    model = make_model(loss_on='query', n_loops=3, loss_window=2).train()
+    preds, loss = model(xs, ys)
+    query_only = torch.stack([F.mse_loss(p[:, -1], ys[:, -1]) for p in preds]).mean()
+    assert torch.allclose(loss, query_only, atol=1e-7)
+    grad = torch.autograd.grad(loss, model.read_in.weight, retain_graph=True)[0]
+    assert torch.allclose(grad, torch.autograd.grad(query_only, model.read_in.weight)[0], atol=1e-7)
+    everywhere = torch.stack([F.mse_loss(p, ys) for p in preds]).mean()  # what loss_on=all would be
+    assert not torch.allclose(loss, everywhere)
+
+
+def test_gated_and_concat_injection_follow_their_formulas():
+    torch.manual_seed(1)
+    h, e = torch.randn(2, 5, 16), torch.randn(2, 5, 16)
+    gated = make_model(inject='gated')
+    with torch.no_grad():
+        gated.inject_gate.copy_(torch.randn(16))
+    assert torch.allclose(gated.inject(h, e), h + gated.inject_gate * e)
+    concat = make_model(inject='concat')
+    expected = torch.cat((h, e), -1) @ concat.inject_proj.weight.T + concat.inject_proj.bias
+    assert torch.allclose(concat.inject(h, e), expected, atol=1e-6)
+    assert torch.equal(make_model(inject='add').inject(h, e), h + e)
+    # and the gate acts in the loop: a zero gate gives another prediction than the unit gate
+    xs, ys = prompts()
+    with torch.no_grad():
+        before, _ = gated(xs, ys)
+        gated.inject_gate.zero_()
+        after, _ = gated(xs, ys)
+    assert not torch.allclose(before[-1], after[-1])
+
+
+@pytest.mark.parametrize('select', SELECTS)
+@pytest.mark.parametrize('schedule', ('constant', 'shrink'))
+def test_the_loop_compiles_to_one_graph(select, schedule):
+    """fullgraph=True fails on any graph break, e.g. a random draw inside the loop (on a GPU a break means
+    the loop runs launch by launch); the eager backend makes this a CPU check that costs no compile."""
+    torch._dynamo.reset()
+    xs, ys = prompts()
+    model = make_model(n_loops=4, loss_window=2, n_keep=3, select=select, n_keep_schedule=schedule).train()
+    compiled = torch.compile(model, fullgraph=True, backend='eager')
+    _, loss = compiled(xs, ys, scores=draws(xs))
+    _, eager = model(xs, ys, scores=draws(xs))
+    assert torch.allclose(loss, eager)
+    loss.backward()
+
+
+def test_a_training_step_under_cpu_bf16_autocast():
+    xs, ys = prompts()
+    model = make_model(n_loops=2, loss_window=2).train()
+    optimizer = model.configure_optimizers(0.0, 1e-3, (0.9, 0.999), 'cpu')
+    before = [p.detach().clone() for p in model.parameters()]
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        _, loss = model(xs, ys)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)  # mse_loss runs in fp32 under autocast
+    loss.backward()
+    optimizer.step()
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters()))
+
+
+class NoFloat64(torch.Tensor):
+    """A tensor that refuses float64, as MPS does: least squares must move to the CPU before it."""
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        out = super().__torch_function__(func, types, args, kwargs or {})
+        if isinstance(out, cls) and out.dtype == torch.float64:
+            raise TypeError('float64 is not supported on this device')
+        return out
+
+    def cpu(self):
+        return self.as_subclass(torch.Tensor)
+
+
+def test_least_squares_runs_for_a_device_without_float64():
+    from data import least_squares
+    xs, ys = prompts(n=6)
+    expected = least_squares(xs, ys)
+    got = least_squares(xs.as_subclass(NoFloat64), ys.as_subclass(NoFloat64))
+    assert torch.allclose(got.as_subclass(torch.Tensor), expected)
+    with pytest.raises(TypeError):
+        xs.as_subclass(NoFloat64).double()  # the stand-in does refuse float64
