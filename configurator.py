@@ -27,6 +27,32 @@ def fail(err):
     sys.exit(2)
 
 
+def exit_on_errors():
+    """Make an I/O error that no code caught (a full disk, a closed pipe, a file gone) or a ConfigError
+    end the script with one `error:` line and exit code 2, and Ctrl-C with one line and 130: a script
+    run by hand or by a sweep never ends in a traceback for a fault of its surroundings. Code bugs
+    still print their traceback."""
+    def hook(kind, err, tb):
+        if issubclass(kind, KeyboardInterrupt):
+            message, code = 'stopped by Ctrl-C', 130
+        elif issubclass(kind, BrokenPipeError):
+            message, code = 'error: the output was closed before the end (broken pipe)', 2
+            try:  # stdout's reader is gone: the flush at exit must not fail again
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            except (OSError, ValueError):
+                pass
+        elif issubclass(kind, (OSError, ConfigError)):
+            message, code = f'error: {err}', 2
+        else:
+            return sys.__excepthook__(kind, err, tb)
+        try:
+            print(message, file=sys.stderr)
+        except (OSError, ValueError):
+            pass  # stderr is gone too: the exit code still says it
+        sys.exit(code)
+    sys.excepthook = hook
+
+
 # -----------------------------------------------------------------------------
 # defaults and their help, from the script that holds them
 
@@ -187,7 +213,8 @@ def run_dir(config, base, stems):
     together. A run's name never holds where it ran or for how long, so a resumed run can run longer."""
     if config['run_name']:
         name = config['run_name']
-        if os.path.isabs(name) or '..' in name.split(os.sep) or not name.strip():
+        parts = name.replace(os.altsep or os.sep, os.sep).split(os.sep)
+        if os.path.isabs(name) or '..' in parts or os.path.normpath(name) == '.' or not name.strip():
             raise ConfigError(f'--run_name={name!r}: must be a plain name inside out_dir')
         return os.path.join(config['out_dir'], name)
     parts = stems + [f'{k}={v}' for k, v in config.items() if k not in NOT_IN_NAME and v != base[k]]
@@ -195,8 +222,10 @@ def run_dir(config, base, stems):
 
 
 def command_line(script, argv):
-    """The command that continues a run, quoted for the shell, with one --init_from=resume."""
-    args = [a for a in argv if not a.startswith('--init_from=')] + ['--init_from=resume']
+    """The command that continues a run, quoted for the shell, with one --init_from=resume (and no
+    --overwrite, which a resumed run ignores but which reads as a threat to the run it continues)."""
+    args = [a for a in argv if not a.startswith(('--init_from=', '--overwrite='))]
+    args.append('--init_from=resume')
     return ' '.join(shlex.quote(a) for a in ['python', script, *args])
 
 

@@ -12,6 +12,7 @@ they, can differ between a CPU and a GPU. On a CPU shared with other jobs, OMP_N
 several times faster than torch's default of one thread per core.
 """
 
+import contextlib
 import json
 import math
 import os
@@ -21,8 +22,8 @@ import time
 import numpy as np
 import torch
 
-from configurator import (ConfigError, check_device, fail, find_runs, group_runs, parse, read_defaults,
-                          read_json)
+from configurator import (ConfigError, check_device, exit_on_errors, fail, find_runs, group_runs, parse,
+                          read_defaults, read_json)
 from data import first_k, least_squares, make_generator, validation_set
 from model import load_model
 
@@ -237,13 +238,32 @@ def reusable(path, identity, opts):
     if not os.path.isfile(path):
         return None
     result = read_json(path)
-    e = result.get('eval', {})
+    e = result.get('eval', {}) if isinstance(result, dict) else {}
+    if not isinstance(e, dict) or not complete(result, opts['max_loops']):
+        raise ConfigError(f'{path} does not hold what this script writes')
     k_prompts = min(opts['k_prompts'] or e.get('n_prompts', 0), e.get('n_prompts', 0))
     wanted = {k: opts[k] for k in ('max_loops', 'n_prompts', 'seed', 'full_context', 'gd_steps')}
     if ({k: e.get(k) for k in wanted} != wanted or e.get('k_prompts') != k_prompts
             or result.get('checkpoint') != identity):
         return None
     return dict(result, reused=True)
+
+
+def complete(result, max_loops):
+    """Whether an eval.json holds the numbers the summary reads (a damaged or hand-edited one is
+    computed again rather than ending the summary in a traceback)."""
+    try:
+        curves = [result['err_vs_loops']] + [result['err_vs_k'][n]
+                                             for n in ('model_b_train', *BASELINES)]
+        float(result['err_vs_loops']['mean'][max_loops - 1])
+        return (isinstance(result['b_train'], int) and isinstance(result['config'], dict)
+                and all(len(c['mean']) == len(c['sem']) for c in curves)
+                and len(result['err_vs_k']['model_b_train']['mean']) == len(result['k'])
+                and all(isinstance(v, (int, float)) for c in curves for v in c['mean'])
+                and all(isinstance(result['seconds'][k], (int, float))
+                        for k in ('loop_sweep', 'k_sweep')))
+    except (KeyError, TypeError, IndexError, ValueError, AttributeError):
+        return False
 
 
 def main(argv):
@@ -254,6 +274,8 @@ def main(argv):
         for key, low in (('max_loops', 1), ('n_prompts', 2), ('gd_steps', 0)):
             if opts[key] < low:
                 raise ConfigError(f'--{key}={opts[key]}: must be at least {low}')
+        if not 0 <= opts['seed'] < 2 ** 32:
+            raise ConfigError(f'--seed={opts["seed"]}: must be in 0..2**32 - 1')
         if opts['k_prompts'] < 0 or opts['k_prompts'] == 1:
             raise ConfigError(f'--k_prompts={opts["k_prompts"]}: must be 0 (all) or at least 2')
         device = check_device(opts['device'])
@@ -288,6 +310,8 @@ def main(argv):
                     json.dump(result, f, indent=1)
                 os.replace(path + '.tmp', path)  # a reader never sees half a file
             except OSError as err:
+                with contextlib.suppress(OSError):
+                    os.remove(path + '.tmp')  # a full disk leaves no half file behind
                 fail(f'cannot write {path}: {err}')
         b, B, err = result['b_train'], opts['max_loops'], result['err_vs_loops']['mean']
         at_b = f'{err[b - 1]:.4g}' if b <= B else '-'
@@ -300,4 +324,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+    exit_on_errors()  # any I/O error not handled in main: one line, exit 2
     main(sys.argv[1:])

@@ -13,6 +13,7 @@ NAME.png into --out for performance, loss_comparison, extrapolation and error_vs
 has the data for is skipped with a message.
 """
 
+import contextlib
 import csv
 import json
 import math
@@ -25,7 +26,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from configurator import ConfigError, fail, find_runs, group_runs, parse, read_defaults, read_json
+from configurator import (ConfigError, exit_on_errors, fail, find_runs, group_runs, parse, read_defaults,
+                          read_json)
 
 # -----------------------------------------------------------------------------
 # defaults
@@ -43,8 +45,13 @@ BASELINE_STYLE = {'least_squares': ('least squares', '0.0', 'o'), 'ridge': ('rid
 
 
 def load_run(path):
-    """A run's config.json, log.csv and eval.json; a file that is there but unreadable is a ConfigError."""
-    run = {'dir': path, 'config': read_json(os.path.join(path, 'config.json')), 'log': None, 'eval': None}
+    """A run's config.json, log.csv and eval.json; a file that is there but unreadable, or that lacks what
+    the figures read, is a ConfigError naming it (never a traceback halfway through the figures)."""
+    config_path = os.path.join(path, 'config.json')
+    run = {'dir': path, 'config': read_json(config_path), 'log': None, 'eval': None}
+    if not isinstance(run['config'], dict) or not all(type(run['config'].get(k)) is int
+                                                      for k in ('n_dims', 'n_points')):
+        raise ConfigError(f'{config_path} is not the config.json of a run (no n_dims and n_points)')
     log_path, eval_path = os.path.join(path, 'log.csv'), os.path.join(path, 'eval.json')
     if os.path.isfile(log_path):
         try:
@@ -53,11 +60,38 @@ def load_run(path):
             if rows:  # {column: (rows,)}; an empty or missing cell is NaN
                 run['log'] = {col: np.array([float(r[col]) if r.get(col) else math.nan for r in rows])
                               for col in rows[0]}
-        except (OSError, ValueError, csv.Error) as err:
+                missing = [c for c in LOG_READ if c not in run['log']]
+                if missing:
+                    raise ValueError(f'no column {", ".join(missing)}')
+        except (OSError, ValueError, TypeError, csv.Error) as err:
             raise ConfigError(f'{log_path} is malformed ({type(err).__name__}: {err})') from None
     if os.path.isfile(eval_path):
         run['eval'] = read_json(eval_path)
+        try:
+            check_eval(run['eval'])
+        except (KeyError, TypeError, ValueError, IndexError) as err:
+            raise ConfigError(f'{eval_path} does not hold what eval_extrapolation.py writes '
+                              f'({type(err).__name__}: {err}); run it again') from None
     return run
+
+
+LOG_READ = ('iter', 'train_loss', 'val_err')  # the log columns the figures draw
+
+
+def check_eval(ev):
+    """Raises KeyError, TypeError or ValueError unless the eval.json ev holds every curve the figures
+    draw, each of the length of its x axis, and the settings they name."""
+    n_loops, n_k = len(ev['loops']), len(ev['k'])
+    names = ('model_b_train', 'model_max_loops', *BASELINE_STYLE)
+    curves = [(ev['err_vs_loops'], n_loops)] + [(ev['err_vs_k'][name], n_k) for name in names]
+    for values, n in [(ev['loops'], n_loops), (ev['k'], n_k), (ev['fixed_point'], n_loops)] + [
+            (c[stat], n) for c, n in curves for stat in ('mean', 'sem')]:
+        if np.asarray([math.nan if v is None else v for v in values], dtype=float).shape != (n,):
+            raise ValueError(f'a curve of {len(values)} points, not {n}')
+    settings = ('max_loops', 'seed', 'n_prompts', 'gd_steps')
+    for value in (ev['b_train'], *(ev['eval'][k] for k in settings)):
+        if type(value) is not int:
+            raise TypeError(f'{value!r} where an integer belongs')
 
 
 def split_list(text):
@@ -138,7 +172,13 @@ def finish(fig, axes, out, name, title):
     fig.suptitle(title, fontsize='medium')
     for ext in ('svg', 'png'):
         path = os.path.join(out, f'{name}.{ext}')
-        fig.savefig(path, bbox_inches='tight', dpi=150)
+        try:  # through a temporary file: a full disk leaves the previous figure whole
+            fig.savefig(path + '.tmp', format=ext, bbox_inches='tight', dpi=150)
+            os.replace(path + '.tmp', path)
+        except OSError as err:
+            with contextlib.suppress(OSError):
+                os.remove(path + '.tmp')
+            fail(f'cannot write {path}: {err}')
         print(f'wrote {path}')
     plt.close(fig)
 
@@ -290,10 +330,12 @@ def main(argv):
             raise ConfigError('name the run directories: python plot.py out/RUN [out/RUN ...] --out=figures/')
         runs = [load_run(p) for p in find_runs(patterns, 'config.json')]
         runs, variants = select_variants(runs, split_list(opts['only']), split_list(opts['labels']))
-    except ConfigError as err:
+        if os.path.exists(opts['out']) and not os.path.isdir(opts['out']):
+            raise ConfigError(f'--out={opts["out"]!r} is a file, not a folder')
+        os.makedirs(opts['out'], exist_ok=True)
+    except (ConfigError, OSError) as err:
         fail(err)
 
-    os.makedirs(opts['out'], exist_ok=True)
     colors = plt.rcParams['axes.prop_cycle'].by_key()['color']
     variants = [(wrap(label), colors[i % len(colors)], [runs[j] for j in idx]) for i, (label, idx) in enumerate(variants)]
     plot_training(variants, opts['out'], [('val_err', f'validation {ERROR}')], 'performance',
@@ -308,4 +350,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+    exit_on_errors()  # any I/O error not handled in main: one line, exit 2
     main(sys.argv[1:])

@@ -14,6 +14,7 @@ its remaining decay to the new max_iters).
 """
 
 import atexit
+import contextlib
 import csv
 import json
 import math
@@ -26,8 +27,8 @@ from types import SimpleNamespace
 
 import torch
 
-from configurator import (NOT_IN_NAME, ConfigError, check_device, command_line, fail, parse,
-                          read_defaults, run_dir)
+from configurator import (NOT_IN_NAME, ConfigError, check_device, command_line, exit_on_errors, fail,
+                          parse, read_defaults, run_dir)
 from data import TASKS, curriculum, first_k, least_squares, make_generator, sample_batch, validation_set
 from model import (ATTENTIONS, INJECTS, LOSS_ONS, POS_EMBS, SCHEDULES, SELECTS, LoopedGPT,
                    LoopedGPTConfig, CKPT_VERSION, autocast, estimate_mfu, load_checkpoint, save_checkpoint)
@@ -106,6 +107,9 @@ DEFAULTS, HELPS = read_defaults(__file__, '# defaults:', '# end of defaults')
 CHOICES = {'init_from': ('scratch', 'resume'), 'task': TASKS, 'pos_emb': POS_EMBS, 'attention': ATTENTIONS,
            'inject': INJECTS, 'loss_on': LOSS_ONS, 'select': SELECTS, 'n_keep_schedule': SCHEDULES,
            'lr_schedule': ('constant', 'cosine'), 'dtype': ('auto', 'float32', 'bfloat16')}
+# log.csv, a row per evaluation: val_loss and val_err at the final d = n_dims and N = n_points,
+# val_err_k2d there on the first 2d examples only, val_err_now at the curricula's current d and N;
+# d, N, b: where the curricula stand (the prompts trained on), b also the loops every val_ is taken at
 LOG_COLUMNS = ['iter', 'train_loss', 'val_loss', 'val_err', 'val_err_k2d', 'val_err_now', 'lr',
                'ms_per_step', 'd', 'N', 'b']
 
@@ -136,6 +140,8 @@ def check_config(c):
         need(c[key] >= 0, key, 'must be at least 0')
     need(0 <= c['beta1'] < 1, 'beta1', 'must be in [0, 1)')
     need(0 <= c['beta2'] < 1, 'beta2', 'must be in [0, 1)')
+    for key in ('seed', 'val_seed'):  # seed + 1 and seed * 1_000_003 + step must fit torch's 64 bits
+        need(0 <= c[key] < 2 ** 32, key, 'must be in 0..2**32 - 1')
     for name, end in (('dims', 'n_dims'), ('points', 'n_points'), ('loops', 'n_loops')):
         need(c[f'{name}_start'] >= 0, f'{name}_start', 'must be at least 0 (0: no curriculum)')
         c[f'{name}_start'] = min(c[f'{name}_start'], c[end])
@@ -146,12 +152,17 @@ def check_config(c):
         need(device.type != 'mps', 'dtype', 'bfloat16 autocast is not supported on MPS')
     cuts = 0 < c['n_keep'] < c['n_points'] and c['truncate_after'] < c['n_loops']
     warnings = []
-    if c['n_keep'] > 0 and not cuts:
-        warnings.append(f'n_keep={c["n_keep"]} cuts nothing: it keeps all N={c["n_points"]} examples or the '
-                        f'cut (after loop {c["truncate_after"]}) comes after the last of {c["n_loops"]} loops')
-    if not cuts and (c['select'] != 'first' or c['n_keep_schedule'] != 'constant'):
-        warnings.append(f'select={c["select"]} and n_keep_schedule={c["n_keep_schedule"]} change nothing '
-                        f'without a cut (n_keep between 1 and N - 1)')
+    if c['n_keep'] >= c['n_points']:
+        warnings.append(f'n_keep={c["n_keep"]} cuts nothing: it keeps all N={c["n_points"]} examples')
+    elif c['n_keep'] > 0 and not cuts:
+        warnings.append(f'n_keep={c["n_keep"]} cuts nothing: the cut, after loop truncate_after='
+                        f'{c["truncate_after"]}, would come after the last of the '
+                        f'n_loops={c["n_loops"]} loops')
+    unused = [f'{k}={c[k]}' for k, default in (('select', 'first'), ('n_keep_schedule', 'constant'))
+              if c[k] != default]
+    if unused and not cuts:
+        why = 'n_keep=0 keeps every example' if c['n_keep'] == 0 else 'no example is cut (see above)'
+        warnings.append(f'{" and ".join(unused)} change{"s" * (len(unused) == 1)} nothing: {why}')
     return warnings
 
 
@@ -185,7 +196,8 @@ def evaluate(model, xs, ys, n_loops, n_dims_active, ctx, seed, chunk=256):
 
 def summary(model, c, xs, ys, ctx):
     """The trained model's query error next to least squares and the zero predictor, at a few k."""
-    print(f'query error (squared error / d) on {xs.size(0)} validation prompts, b = {c.n_loops}:')
+    print(f'query error (squared error / d) on {xs.size(0)} validation prompts at d={c.n_dims}, '
+          f'N={c.n_points}, b={c.n_loops}, by the number k of examples the model sees:')
     print(f'{"k":>5} {"model":>10} {"least_sq":>10} {"zero":>10}', flush=True)
     for k in sorted({max(1, c.n_dims // 2), c.n_dims, 2 * c.n_dims, c.n_points} & set(range(c.n_points + 1))):
         xs_k, ys_k = first_k(xs, ys, k)
@@ -196,17 +208,67 @@ def summary(model, c, xs, ys, ctx):
 
 
 def read_log(path, upto):
-    """The rows of log.csv up to iteration `upto` (a resumed run logs the later ones again)."""
-    if not os.path.isfile(path):
-        return []  # lost: the resumed run starts a new log from its checkpoint on
+    """The rows of log.csv up to iteration `upto` (a resumed run logs the later ones again), or None if
+    there is no log (missing or 0 bytes: a new one starts). Anything else that is not a log this code
+    wrote is refused, so that the rewrite on resume never drops a line that holds data."""
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+        return None
     try:
         with open(path, newline='') as f:
-            rows = list(csv.reader(f))
-        header, rows = rows[0], rows[1:]
-        return [dict(zip(header, r)) for r in rows if int(r[0]) <= upto]
-    except (OSError, ValueError, IndexError) as err:
-        raise ConfigError(f'{path} is malformed ({type(err).__name__}: {err}); '
-                          f'repair or remove it, then resume') from None
+            lines = list(csv.reader(f))
+        header = lines[0] if lines else []
+        if not header or header[0] != 'iter' or not set(header) <= set(LOG_COLUMNS):
+            raise ValueError(f'line 1 is not a header of {", ".join(LOG_COLUMNS)}')
+        for number, row in enumerate(lines[1:], 2):
+            if not row:
+                raise ValueError(f'line {number} is blank')
+            if len(row) != len(header) or not row[0].isdigit() or not all(map(is_number, row)):
+                raise ValueError(f'line {number} is not a row of the log: {",".join(row)[:60]!r}')
+        return [dict(zip(header, r)) for r in lines[1:] if int(r[0]) <= upto]
+    except (OSError, ValueError, csv.Error) as err:
+        raise ConfigError(f'{path} is malformed ({err}); repair or remove it, then resume') from None
+
+
+def is_number(text):
+    try:
+        return math.isfinite(float(text or 0))  # an empty cell is a column an older log lacks
+    except ValueError:
+        return False
+
+
+def append_row(path, row):
+    """One row onto log.csv (the header first if the log went missing during the run). A failed write,
+    as on a full disk, is undone: no half row for a resume to refuse."""
+    size = os.path.getsize(path) if os.path.exists(path) else None
+    try:
+        with open(path, 'a', newline='') as f:
+            csv.writer(f).writerows(([LOG_COLUMNS] if size is None else []) + [row])
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            os.truncate(path, size or 0)
+        fail(f'cannot write {path}: {err}')
+
+
+def kept_note(saved_iter):
+    if saved_iter is None:
+        return 'no checkpoint was written'
+    return f'the checkpoint of step {saved_iter} is kept'
+
+
+def zero_error(ys, d):
+    """The query error of predicting 0 on these prompts: what a model that learned nothing scores."""
+    return (ys[:, -1].float() ** 2).mean().item() / d
+
+
+def divergence(val_err, zero_err, train_loss, first_loss):
+    """'' while training looks sane, else why not: a validation error far above that of predicting 0,
+    or a training loss far above its first logged value."""
+    if val_err > 10 * zero_err:
+        return f'the validation error {val_err:.4g} is over 10x that of predicting 0 ({zero_err:.4g})'
+    if first_loss and train_loss > 10 * first_loss:
+        return (f'the training loss {train_loss:.4g} is over 10x its first logged value '
+                f'({first_loss:.4g})')
+    return ''
 
 
 def write_file(path, write):
@@ -222,25 +284,85 @@ def write_file(path, write):
 
 
 def take_lock(directory):
-    """One process per run directory: a lock file holding its PID; a dead process's lock is taken over."""
-    path = os.path.join(directory, 'lock')
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            os.write(fd, str(os.getpid()).encode())
-            os.close(fd)
-            atexit.register(os.remove, path)  # on every exit but SIGKILL, which the next owner handles
-            return
-        except FileExistsError:
-            with open(path) as f:
-                owner = f.read().strip()
+    """One process per run directory: a lock file holding its PID, made whole in one step (a link to
+    a file already written), so that a process starting at the same moment never reads it empty. The
+    lock of a process that is gone (SIGKILL, a crash of the machine) is taken over; so is one holding
+    our own PID, which can only be a dead process's whose PID came round again."""
+    path, mine = os.path.join(directory, 'lock'), os.path.join(directory, f'lock.{os.getpid()}')
+    with open(mine, 'w') as f:
+        f.write(str(os.getpid()))
+    try:
+        for _ in range(3):
             try:
-                os.kill(int(owner), 0)
-            except (ProcessLookupError, ValueError):
+                make_lock(mine, path)
+                # on every exit but SIGKILL, whose lock the next owner takes over
+                atexit.register(release_lock, path)
+                return
+            except FileExistsError:
+                owner = read_lock(path)
+            if owner is not None and owner != os.getpid() and process_alive(owner):
+                raise ConfigError(f'{directory} is in use by process {owner} '
+                                  f'(if it is not, remove {path})')
+            with contextlib.suppress(FileNotFoundError):
                 os.remove(path)  # its owner is gone
-                continue
-            raise ConfigError(f'{directory} is in use by process {owner} (or remove {path})') from None
-    raise ConfigError(f'cannot lock {directory}')
+        raise ConfigError(f'cannot lock {directory}: {path} keeps coming back')
+    finally:
+        os.remove(mine)
+
+
+def make_lock(mine, path):
+    """path, holding our PID, or FileExistsError: a hard link to the file `mine`, already written;
+    where the filesystem has no hard links, created empty and then written (as most locks are)."""
+    try:
+        os.link(mine, path)
+    except FileExistsError:
+        raise
+    except OSError:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+
+
+def read_lock(path):
+    """The PID in a lock file, or None if it is gone or holds no number."""
+    try:
+        with open(path) as f:
+            pid = int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if pid > 0 else None  # kill(0 or less) would signal a whole group: never a PID here
+
+
+def process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def release_lock(path):
+    """Remove the lock if it is still ours (never one another process has taken over since)."""
+    if read_lock(path) == os.getpid():
+        with contextlib.suppress(OSError):
+            os.remove(path)
+
+
+def check_writable(directory):
+    """A ConfigError unless the run directory is one, or can be made: its nearest existing ancestor
+    must be a directory this process may write in. Checked before any work, so that a mistyped
+    --out_dir ends in one line, not in a traceback after the model is built."""
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise ConfigError(f'{directory} exists and is not a directory')
+    parent = os.path.abspath(directory)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ConfigError(f'cannot make {directory}: {parent} is a file, not a directory')
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f'cannot make or write {directory}: no permission to write in {parent}')
 
 
 def open_run(argv):
@@ -250,8 +372,7 @@ def open_run(argv):
         print(f'warning: {warning}', file=sys.stderr)
     directory = run_dir(config, base, stems)
     ckpt_path = os.path.join(directory, 'ckpt.pt')
-    if os.path.exists(directory) and not os.path.isdir(directory):
-        raise ConfigError(f'{directory} exists and is not a directory')
+    check_writable(directory)
     if config['init_from'] == 'scratch':
         if os.path.exists(ckpt_path) and not config['overwrite']:
             raise ConfigError(f'{directory} already holds a checkpoint: --init_from=resume continues it, '
@@ -259,10 +380,14 @@ def open_run(argv):
         return config, directory, None
     ckpt = load_checkpoint(ckpt_path)
     # resume continues the run it finds: a flag that changes what the run computes is refused
-    changed = [k for k in config if k not in NOT_IN_NAME and ckpt['config'].get(k) != config[k]]
+    # (the seed too: the checkpoint's random state continues, and config.json must not claim another)
+    changed = [k for k in config
+               if (k not in NOT_IN_NAME or k == 'seed') and ckpt['config'].get(k) != config[k]]
     if changed:
-        was = ', '.join(f'{k}={ckpt["config"].get(k)!r}' for k in changed)
-        raise ConfigError(f'--init_from=resume: {ckpt_path} was trained with {was}; drop or match those flags')
+        was = ', '.join(f'--{k}={config[k]!r} (trained with {ckpt["config"].get(k)!r})'
+                        for k in changed)
+        raise ConfigError(f'--init_from=resume: {ckpt_path} is another run: {was}; drop those flags or '
+                          f'make them match')
     if ckpt['iter'] >= config['max_iters']:
         raise ConfigError(f'--init_from=resume: {ckpt_path} is at step {ckpt["iter"]}, '
                           f'max_iters={config["max_iters"]}: nothing left to do (raise --max_iters)')
@@ -288,6 +413,7 @@ def restore_rng(ckpt, device, generators):
 
 # -----------------------------------------------------------------------------
 if __name__ == '__main__':
+    exit_on_errors()  # any I/O error not handled below: one line, exit 2
     try:
         config, directory, ckpt = open_run(sys.argv[1:])
     except ConfigError as err:
@@ -322,7 +448,13 @@ if __name__ == '__main__':
     try:
         os.makedirs(directory, exist_ok=True)
         take_lock(directory)
+        if ckpt is not None and load_checkpoint(ckpt_path)['iter'] != start_iter:
+            raise ConfigError(f'{ckpt_path} changed while this run started (another process saved it): '
+                              f'run the command again')
         rows = read_log(log_path, start_iter) if ckpt is not None else []
+        if rows is None:
+            print(f'note: {log_path} is missing or empty: a new log starts at step {start_iter}')
+            rows = []
         if ckpt is None:  # a fresh run (--overwrite=True clears what an earlier one left)
             for stale in ('ckpt.pt', 'eval.json'):
                 if os.path.exists(os.path.join(directory, stale)):
@@ -330,7 +462,7 @@ if __name__ == '__main__':
         write_file(os.path.join(directory, 'config.json'), lambda f: json.dump(config, f, indent=2))
         write_file(log_path, lambda f: csv.DictWriter(f, LOG_COLUMNS, restval='').writerows(
             [dict(zip(LOG_COLUMNS, LOG_COLUMNS))] + rows))
-    except ConfigError as err:
+    except (ConfigError, OSError) as err:
         fail(err)
     val_sets = {}  # (d, N) -> the fixed validation prompts at that point of the curricula
 
@@ -356,7 +488,10 @@ if __name__ == '__main__':
 
     # -------------------------------------------------------------------------
     # the training loop
-    loss_sum, loss_count, first_loss = torch.zeros((), device=device), 0, None
+    loss_sum, loss_count = torch.zeros((), device=device), 0
+    # a resumed run compares its loss with the run's first, and keeps the checkpoint it resumed from
+    first_loss = float(rows[0]['train_loss']) if rows and rows[0].get('train_loss') else None
+    saved_iter, diverged = (start_iter if ckpt is not None else None), ''
     bad_iter = torch.full((), -1, device=device)  # first non-finite loss, kept on the device: no sync per step
     t_last, steps_timed = time.time(), 0
     for it in range(start_iter, c.max_iters):
@@ -404,7 +539,9 @@ if __name__ == '__main__':
                   f'{directory}). Try a lower --learning_rate or --grad_clip.', file=sys.stderr)
             sys.exit(3)
         ms_per_step = (time.time() - t_last) * 1000 / steps_timed
-        line = f'iter {done}/{c.max_iters}: loss {loss.item():.4f}'
+        b_text = f'{window}..{b_now}' if c.n_loops_random else f'{b_now}'
+        line = (f'iter {done}/{c.max_iters}: loss {loss.item():.4f} '
+                f'(training at d={d_now} N={N_now} b={b_text})')
         if evaluating:
             # the final d and N, at the curriculum's b; at k = 2d examples (least squares is exact there);
             # and at the curricula's current d and N, the prompts being trained on
@@ -417,29 +554,41 @@ if __name__ == '__main__':
             first_loss = first_loss or train_loss
             row = [done, f'{train_loss:.6g}', f'{val_loss:.6g}', f'{val_err:.6g}', f'{err_k2d:.6g}',
                    f'{err_now:.6g}', f'{lr:.6g}', f'{ms_per_step:.2f}', d_now, N_now, b_now]
+            append_row(log_path, row)
             try:
-                with open(log_path, 'a', newline='') as f:
-                    csv.writer(f).writerow(row)
                 save_checkpoint(ckpt_path, state(done))
-            except (OSError, ConfigError) as err:
-                fail(err)
+            except ConfigError as err:
+                fail(f'{err} ({kept_note(saved_iter)})')
+            saved_iter = done
             loss_sum, loss_count = torch.zeros((), device=device), 0
-            line += (f', val err {val_err:.4f} (d {c.n_dims} N {c.n_points} b {b_now}; k=2d {err_k2d:.4f}; '
-                     f'now {err_now:.4f})')
-            if train_loss > 10 * first_loss:
-                line += f' -- warning: the loss is over 10x its first logged value ({first_loss:.3g})'
+            line += (f'; val err {val_err:.4f} at d={c.n_dims} N={c.n_points}, '
+                     f'{err_k2d:.4f} at k=2d={k2d}')
+            if (d_now, N_now) != (c.n_dims, c.n_points):
+                line += f', {err_now:.4f} at the training d={d_now} N={N_now}'
+            line += f' (b={b_now})'
+            # a finite divergence ends without an error: say so, and again at the end of the run. Judged
+            # on the prompts being trained on: a model early in its curricula may extrapolate badly
+            zero_err = zero_error(val_set(d_now, N_now)[1], d_now)
+            diverged = divergence(err_now, zero_err, train_loss, first_loss)
+            line += f' -- warning: {diverged}' if diverged else ''
         flops = model.flops_per_step(c.batch_size, N_now, b, window, n_keep)
         mfu = estimate_mfu(flops / ms_per_step * 1000, device, dtype_name)
-        line += f', lr {lr:.2e}, {ms_per_step:.1f} ms/step, {flops / ms_per_step / 1e6:.1f} GFLOP/s'
+        line += f'; lr {lr:.2e}, {ms_per_step:.1f} ms/step, {flops / ms_per_step / 1e6:.1f} GFLOP/s'
         line += f' (mfu {100 * mfu:.1f}%)' if mfu else ''
-        line += f', d {d_now} N {N_now} b {b_now}, eta {(c.max_iters - done) * ms_per_step / 60000:.1f} min'
+        line += f', eta {(c.max_iters - done) * ms_per_step / 60000:.1f} min'
         print(line, flush=True)
         if stop:
             if not evaluating:
-                save_checkpoint(ckpt_path, state(done))
+                try:
+                    save_checkpoint(ckpt_path, state(done))
+                except ConfigError as err:
+                    fail(f'{err} ({kept_note(saved_iter)})')
             print(f'stopped by {signal.Signals(stop[0]).name} after step {done}; checkpoint saved. Resume with:\n'
-                  f'  {command_line("train.py", sys.argv[1:])}', flush=True)
+                  f'  {command_line(sys.argv[0], sys.argv[1:])}', flush=True)
             sys.exit(128 + stop[0])
         t_last, steps_timed = time.time(), 0
 
     summary(model, c, *val_set(c.n_dims, c.n_points), ctx)
+    if diverged:
+        print(f'warning: this run ended diverged: {diverged}. Its checkpoint is of little use; '
+              f'try a lower --learning_rate or --grad_clip', file=sys.stderr, flush=True)

@@ -1,0 +1,503 @@
+"""
+Faults around a run: damaged or missing files, a full disk, two trainers on one run directory,
+Ctrl-C and SIGKILL, flags that cannot work. Each ends in one `error:` line and exit code 2 (or a
+warning), loses nothing, and never prints a traceback; and the flags a user sets carry the defaults
+along.
+
+    python -m pytest -q test_robustness.py
+
+The scripts run in this process, as `__main__` (see cli): importing torch in a new process costs
+~2 s, which would make this file take minutes. Only what needs a second process (a lock held by a
+live trainer, Ctrl-C, SIGKILL) starts one.
+"""
+
+import ast
+import atexit
+import contextlib
+import errno
+import glob
+import io
+import json
+import os
+import runpy
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+from unittest import mock
+
+import pytest
+import torch
+
+import configurator
+import data
+import train
+from model import load_checkpoint
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TINY = ['--n_dims=3', '--n_points=6', '--n_layer=1', '--n_head=2', '--n_embd=16', '--mlp_size=32',
+        '--n_loops=2', '--dims_start=0', '--points_start=0', '--val_prompts=32', '--batch_size=16',
+        '--warmup_iters=0', '--log_interval=5', '--eval_interval=5', '--device=cpu']
+EVAL = ['--max_loops=3', '--n_prompts=16', '--device=cpu']
+# tiny models: one thread is as fast, and far faster on cores shared with other jobs
+torch.set_num_threads(1)
+ONE_THREAD = {**os.environ, 'OMP_NUM_THREADS': '1'}
+
+
+# -----------------------------------------------------------------------------
+# running the scripts
+
+def cli(script, *args, stdout=None):
+    """`python script args`, in this process: (exit code, stdout, stderr). The script runs as
+    __main__, so an exception it does not catch goes through the excepthook it installs, as in a
+    process of its own; the atexit functions it registers (the lock's release) run when it ends."""
+    out, err = stdout or io.StringIO(), io.StringIO()
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    saved = sys.argv, sys.excepthook, handlers
+    at_exit = []
+
+    def register(f, *a, **kw):  # the script's own (defined in __main__) run at its end
+        if getattr(f, '__module__', None) == '__main__':
+            at_exit.append((f, a, kw))
+        else:
+            real(f, *a, **kw)
+        return f
+    real, sys.argv = atexit.register, [script, *args]
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+                mock.patch.object(atexit, 'register', register):
+            try:
+                try:
+                    runpy.run_path(os.path.join(HERE, script), run_name='__main__')
+                    code = 0
+                except SystemExit:
+                    raise
+                except BaseException:
+                    sys.excepthook(*sys.exc_info())  # the default one prints a traceback
+                    code = 1
+            except SystemExit as end:  # sys.exit('text') exits 1, as the interpreter's does
+                code = end.code if isinstance(end.code, int) else int(end.code is not None)
+            for f, a, kw in at_exit:
+                f(*a, **kw)
+    finally:
+        sys.argv, sys.excepthook = saved[0], saved[1]
+        for s, handler in saved[2].items():
+            signal.signal(s, handler)
+    return code, out.getvalue(), err.getvalue()
+
+
+def one_line_error(result, *words):
+    """Exit code 2 and a single `error:` line holding each of words; the line is returned."""
+    code, _, err = result
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith('error: '), result
+    assert 'Traceback' not in err and all(w in lines[0] for w in words), (lines, words)
+    return lines[0]
+
+
+def files(directory):
+    """{name: bytes} of a run directory: to show that nothing in it changed."""
+    contents = {}
+    for name in sorted(os.listdir(directory)):
+        with open(os.path.join(directory, name), 'rb') as f:
+            contents[name] = f.read()
+    return contents
+
+
+def log_rows(directory):
+    with open(os.path.join(directory, 'log.csv')) as f:
+        return [line.split(',')[0] for line in f.read().splitlines()]
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    """A tiny run of 10 steps (a row in log.csv and a checkpoint every 5) to copy and damage."""
+    out = tmp_path_factory.mktemp('trained')
+    result = cli('train.py', *TINY, '--max_iters=10', f'--out_dir={out}', '--run_name=r')
+    assert result[0] == 0, result
+    return str(out / 'r')
+
+
+@pytest.fixture
+def run(trained, tmp_path):
+    """A copy of the trained run, and the flags that resume it to step 15."""
+    directory = str(tmp_path / 'out' / 'r')
+    shutil.copytree(trained, directory)
+    return directory, [*TINY, f'--out_dir={tmp_path / "out"}', '--run_name=r', '--init_from=resume',
+                       '--max_iters=15']
+
+
+# -----------------------------------------------------------------------------
+# log.csv
+
+@pytest.mark.parametrize('damage', ['iter,x\n', 'garbage\n', '15,2.5,1.0\n', 'blank'])
+def test_malformed_log_is_refused_and_left_as_it_was(run, damage):
+    directory, resume = run
+    path = os.path.join(directory, 'log.csv')
+    with open(path) as f:
+        lines = f.read().splitlines(keepends=True)
+    with open(path, 'w') as f:  # a blank line inside, or a line that is not a row at the end
+        f.write(''.join(lines[:2] + ['\n'] + lines[2:] if damage == 'blank' else lines + [damage]))
+    before = files(directory)
+    one_line_error(cli('train.py', *resume), path, 'malformed', 'line')
+    assert files(directory) == before
+
+
+@pytest.mark.parametrize('how', ['deleted', 'empty'])
+def test_lost_or_empty_log_resumes_and_says_so(run, how):
+    directory, resume = run
+    path = os.path.join(directory, 'log.csv')
+    os.remove(path) if how == 'deleted' else open(path, 'w').close()
+    code, out, err = cli('train.py', *resume)
+    assert code == 0 and 'Traceback' not in err, err
+    assert f'note: {path} is missing or empty: a new log starts at step 10' in out
+    assert log_rows(directory) == ['iter', '15']
+    assert load_checkpoint(os.path.join(directory, 'ckpt.pt'))['iter'] == 15
+
+
+# -----------------------------------------------------------------------------
+# checkpoints and resume
+
+def test_zero_byte_checkpoint_is_one_line_error(run):
+    directory, resume = run
+    path = os.path.join(directory, 'ckpt.pt')
+    open(path, 'w').close()
+    before = files(directory)
+    one_line_error(cli('train.py', *resume), path, 'not a readable checkpoint')
+    one_line_error(cli('eval_extrapolation.py', directory, *EVAL), path, 'not a readable checkpoint')
+    assert files(directory) == before
+
+
+@pytest.mark.parametrize('flags', [['--learning_rate=1e-3'], ['--task=quadratic'],
+                                   ['--learning_rate=1e-3', '--task=quadratic'], ['--seed=7']])
+def test_resume_refuses_flags_that_change_the_run(run, flags):
+    directory, resume = run
+    before = files(directory)
+    line = one_line_error(cli('train.py', *resume, *flags), 'another run')
+    # each flag named, with what the checkpoint was trained with
+    assert all(flag.split('=')[0] + '=' in line for flag in flags)
+    assert files(directory) == before
+
+
+def test_resume_with_a_larger_max_iters_continues_and_records_it(run):
+    directory, resume = run
+    assert cli('train.py', *resume)[0] == 0
+    with open(os.path.join(directory, 'config.json')) as f:
+        assert json.load(f)['max_iters'] == 15
+    assert load_checkpoint(os.path.join(directory, 'ckpt.pt'))['iter'] == 15
+    assert log_rows(directory) == ['iter', '5', '10', '15']
+
+
+def fake_full_disk(after):
+    """torch.save that writes part of a file and fails as on a full disk, from call after + 1 on."""
+    calls, real = [], torch.save
+
+    def save(obj, f, *args, **kw):
+        calls.append(1)
+        if len(calls) > after:
+            f.write(b'half a checkpoint')
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(obj, f, *args, **kw)
+    return save
+
+
+def test_full_disk_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    directory = str(tmp_path / 'r')
+    args = [*TINY, '--max_iters=20', f'--out_dir={tmp_path}', '--run_name=r']
+    monkeypatch.setattr(torch, 'save', fake_full_disk(after=1))  # the save at step 5 works, 10 fails
+    line = one_line_error(cli('train.py', *args), 'No space left on device',
+                          'the checkpoint of step 5 is kept')
+    assert 'ckpt.pt' in line
+    monkeypatch.undo()
+    assert sorted(os.listdir(directory)) == ['ckpt.pt', 'config.json', 'log.csv']  # no .tmp, no lock
+    assert load_checkpoint(os.path.join(directory, 'ckpt.pt'))['iter'] == 5
+    # space again: the run resumes from step 5, and the row of step 10 is logged once
+    assert cli('train.py', *args, '--init_from=resume')[0] == 0
+    assert log_rows(directory) == ['iter', '5', '10', '15', '20']
+
+
+def test_full_disk_while_logging_leaves_no_half_row(run, monkeypatch):
+    directory, resume = run
+    real = train.csv.writer
+
+    class HalfWriter:
+        def __init__(self, f):
+            self.f = f
+
+        def writerows(self, rows):
+            self.f.write('15,2.')
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(train.csv, 'writer',  # appends fail: the header's rewrite on resume works
+                        lambda f, *a, **kw: HalfWriter(f) if f.mode == 'a' else real(f, *a, **kw))
+    before = files(directory)
+    one_line_error(cli('train.py', *resume), 'log.csv', 'No space left on device')
+    monkeypatch.undo()
+    assert files(directory)['log.csv'] == before['log.csv']  # the half row is undone
+    assert cli('train.py', *resume)[0] == 0  # so that the resume is not refused
+
+
+# -----------------------------------------------------------------------------
+# two processes, Ctrl-C, SIGKILL
+
+def start(args):
+    """train.py in a process of its own, once it trains (it holds the lock and traps signals)."""
+    proc = subprocess.Popen([sys.executable, os.path.join(HERE, 'train.py'), *args], cwd=HERE,
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ONE_THREAD)
+    lines = []
+    while not lines or not lines[-1].startswith('device'):
+        lines.append(proc.stdout.readline())
+        assert lines[-1], (lines, proc.stderr.read())
+    return proc
+
+
+@pytest.fixture(scope='module')
+def interrupted(tmp_path_factory):
+    """A run named 'my run', resumed in a process of its own (--init_from=resume) and stopped by
+    Ctrl-C; while it trains, a second trainer on the same directory. Returns what each said."""
+    out = tmp_path_factory.mktemp('sig')
+    directory = str(out / 'my run')
+    common = [*TINY, f'--out_dir={out}', '--run_name=my run']
+    assert cli('train.py', *common, '--max_iters=5')[0] == 0
+    first = start([*common, '--init_from=resume', '--max_iters=1000000', '--eval_interval=1000000',
+                   '--log_interval=1000000'])
+    second = cli('train.py', *common, '--max_iters=10', '--overwrite=True')  # would start over
+    ckpt_during = os.path.exists(os.path.join(directory, 'ckpt.pt'))
+    first.send_signal(signal.SIGINT)
+    try:
+        stdout, stderr = first.communicate(timeout=60)
+    except subprocess.TimeoutExpired:  # Ctrl-C did not stop it: fail, but leave no trainer behind
+        first.kill()
+        stdout, stderr = first.communicate()
+    return dict(directory=directory, pid=first.pid, second=second, ckpt_during=ckpt_during,
+                code=first.returncode, stdout=stdout, stderr=stderr)
+
+
+def test_a_second_trainer_on_a_run_directory_is_refused(interrupted):
+    one_line_error(interrupted['second'], 'is in use by process', str(interrupted['pid']))
+    assert interrupted['ckpt_during']  # the second one deleted nothing
+
+
+def test_ctrl_c_prints_a_resume_command_that_pastes(interrupted):
+    assert interrupted['code'] == 128 + signal.SIGINT, interrupted['stderr']
+    assert interrupted['stdout'].count('Resume with:') == 1
+    args = shlex.split(interrupted['stdout'].splitlines()[-1])
+    assert args[0] == 'python' and os.path.basename(args[1]) == 'train.py'  # as it was named
+    assert args.count('--init_from=resume') == 1
+    assert '--run_name=my run' in args and not any(a.startswith('--overwrite') for a in args)
+    step = load_checkpoint(os.path.join(interrupted['directory'], 'ckpt.pt'))['iter']
+    assert step > 5
+    # pasted, it runs: here in this process, a few steps further (the later --max_iters wins)
+    code, out, err = cli(*args[1:], f'--max_iters={step + 3}')
+    assert code == 0 and f'steps {step}..{step + 3}' in out, err
+
+
+def test_the_lock_of_a_sigkilled_trainer_does_not_block_the_next(interrupted):
+    directory = interrupted['directory']
+    step = load_checkpoint(os.path.join(directory, 'ckpt.pt'))['iter']
+    common = [*TINY, f'--out_dir={os.path.dirname(directory)}', '--run_name=my run',
+              '--init_from=resume']
+    proc = start([*common, '--max_iters=1000000', '--eval_interval=1000000',
+                  '--log_interval=1000000'])
+    proc.kill()
+    proc.communicate()
+    with open(os.path.join(directory, 'lock')) as f:
+        assert f.read() == str(proc.pid)  # left behind by the killed process
+    code, _, err = cli('train.py', *common, f'--max_iters={step + 2}')
+    assert code == 0, err
+    assert not os.path.exists(os.path.join(directory, 'lock'))  # released at the end
+
+
+# -----------------------------------------------------------------------------
+# eval.json, and damaged files under eval_extrapolation.py and plot.py
+
+@pytest.fixture
+def evaluated(run):
+    directory, _ = run
+    code, out, err = cli('eval_extrapolation.py', directory, *EVAL)
+    assert code == 0, err
+    return directory
+
+
+def test_stale_eval_json_is_computed_again(evaluated, run):
+    _, resume = run
+    code, out, _ = cli('eval_extrapolation.py', evaluated, *EVAL)
+    assert code == 0 and 'reused' in out
+    assert cli('train.py', *resume)[0] == 0  # the checkpoint changes after the evaluation
+    code, out, _ = cli('eval_extrapolation.py', evaluated, *EVAL)
+    assert code == 0 and 'reused' not in out and 'on cpu' in out
+    with open(os.path.join(evaluated, 'eval.json')) as f:
+        assert json.load(f)['checkpoint']['iter'] == 15
+
+
+@pytest.mark.parametrize('name,text', [
+    ('config.json', '{"n_dims": 3,'), ('config.json', '[1]'),
+    ('log.csv', 'iter,train_loss,val_err\n5,x,1\n'), ('log.csv', 'a,b\n1,2\n'),
+    ('eval.json', '{bad'), ('eval.json', '{"loops": [1, 2]}')])
+def test_damaged_files_under_plot_and_eval(evaluated, tmp_path, name, text):
+    path = os.path.join(evaluated, name)
+    with open(path, 'w') as f:
+        f.write(text)
+    one_line_error(cli('plot.py', evaluated, f'--out={tmp_path / "fig"}'), path)
+    assert not (tmp_path / 'fig').exists()
+    # eval_extrapolation.py reads its config from the checkpoint and never reads log.csv; a damaged
+    # eval.json is computed again
+    code, out, err = cli('eval_extrapolation.py', evaluated, *EVAL)
+    assert code == 0 and 'Traceback' not in err, err
+    assert ('computing it again' in out) == (name == 'eval.json')
+    if name == 'eval.json':
+        with open(path) as f:
+            assert json.load(f)['checkpoint']['iter'] == 10
+
+
+# -----------------------------------------------------------------------------
+# flags and files that cannot work: one line, nothing written
+
+@pytest.mark.parametrize('flags,words', [
+    (['--learning_rate=1e999'], 'finite'), (['--learning_rate=nan'], 'learning_rate'),
+    (['--max_iters=1e999'], 'max_iters'), (['--seed=100000000000000000000000'], 'seed'),
+    (['--run_name=..'], 'plain name'), (['--run_name=.'], 'plain name'),
+    (['--run_name=a/../..'], 'plain name'), (['--run_name=/tmp/elsewhere'], 'plain name')])
+def test_bad_values_are_one_line_errors(tmp_path, flags, words):
+    # --max_iters=5 first: a flag under test wins, and a regression ends soon instead of training
+    one_line_error(cli('train.py', *TINY, '--max_iters=5', f'--out_dir={tmp_path / "out"}', *flags),
+                   words)
+    assert not (tmp_path / 'out').exists()
+
+
+def test_config_file_that_exits_is_an_error(tmp_path):
+    path = tmp_path / 'leaves.py'
+    path.write_text('import sys\nn_dims = 3\nsys.exit(0)\n')
+    one_line_error(cli('train.py', *TINY, '--max_iters=5', str(path), f'--out_dir={tmp_path / "out"}'),
+                   str(path), 'SystemExit')
+    assert not (tmp_path / 'out').exists()
+
+
+@pytest.mark.parametrize('where,words', [
+    ('under a file', 'blocker is a file, not a directory'),
+    ('is a file', 'blocker is a file, not a directory'),
+    ('run_name is a file', 'blocker exists and is not a directory')])
+def test_out_dir_that_cannot_be_made_is_one_line_error(tmp_path, where, words):
+    blocker = tmp_path / 'blocker'
+    blocker.write_text('keep me')
+    flags = {'under a file': [f'--out_dir={blocker / "sub"}'],
+             'is a file': [f'--out_dir={blocker}'],
+             'run_name is a file': [f'--out_dir={tmp_path}', '--run_name=blocker']}[where]
+    # refused before the model is built, and said plainly (not as an errno)
+    one_line_error(cli('train.py', *TINY, '--max_iters=5', *flags), words)
+    assert blocker.read_text() == 'keep me' and sorted(os.listdir(tmp_path)) == ['blocker']
+
+
+class ClosedPipe(io.StringIO):
+    """stdout whose reader has gone (python train.py | head -0)."""
+    def write(self, text):
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+
+@pytest.mark.parametrize('script', ['train.py', 'plot.py'])
+def test_io_error_anywhere_is_one_line(tmp_path, trained, script):
+    args = [trained, '--help']
+    if script == 'train.py':
+        args = [*TINY, f'--out_dir={tmp_path}', '--max_iters=5']
+    one_line_error(cli(script, *args, stdout=ClosedPipe()), 'pipe')
+    assert not glob.glob(str(tmp_path / '*' / 'lock'))  # the run's lock is released on the way out
+
+
+def test_the_error_hook_covers_io_errors_and_ctrl_c_but_not_bugs(capsys):
+    saved = sys.excepthook
+    try:
+        configurator.exit_on_errors()
+        for error, code in ((OSError(errno.ENOSPC, 'No space left on device'), 2),
+                            (configurator.ConfigError('bad'), 2), (KeyboardInterrupt(), 130)):
+            with pytest.raises(SystemExit) as info:
+                sys.excepthook(type(error), error, None)
+            assert info.value.code == code and len(capsys.readouterr().err.splitlines()) == 1
+        sys.excepthook(ValueError, ValueError('a bug'), None)  # a bug keeps its traceback
+        assert 'ValueError: a bug' in capsys.readouterr().err
+    finally:
+        sys.excepthook = saved
+
+
+# -----------------------------------------------------------------------------
+# warnings: a run that diverges without a NaN, flags that change nothing
+
+def test_finite_divergence_ends_with_a_warning(tmp_path):
+    code, out, err = cli('train.py', *TINY, '--max_iters=5', '--learning_rate=10', '--grad_clip=0',
+                         '--seed=2', f'--out_dir={tmp_path}')
+    assert code == 0, err
+    assert 'warning: the validation error' in out  # at the evaluation
+    last = err.strip().splitlines()[-1]  # and again, last, on stderr
+    assert last.startswith('warning: this run ended diverged') and '--learning_rate' in last
+
+
+@pytest.mark.parametrize('flags,words', [
+    (['--select=shuffle'], 'select=shuffle changes nothing: n_keep=0 keeps every example'),
+    (['--n_keep=3', '--truncate_after=2'], 'n_keep=3 cuts nothing: the cut, after loop truncate_after'),
+    (['--n_keep=6'], 'n_keep=6 cuts nothing: it keeps all N=6 examples'),
+    (['--n_keep=3', '--truncate_after=2', '--n_keep_schedule=shrink'],
+     'n_keep_schedule=shrink changes nothing')])
+def test_truncation_flags_that_change_nothing_warn(tmp_path, capsys, flags, words):
+    train.open_run([*TINY, f'--out_dir={tmp_path}', *flags])
+    assert words in capsys.readouterr().err
+
+
+def test_no_parametrize_gets_a_one_shot_iterator():
+    """itertools.product and the like are used up after one pass: pytest would then see no cases."""
+    for path in glob.glob(os.path.join(HERE, 'test_*.py')):
+        with open(path) as f:
+            tree = ast.parse(f.read())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, 'attr', '') == 'parametrize':
+                values = node.args[1] if len(node.args) > 1 else None
+                func = getattr(values, 'func', None)  # product(...) or itertools.product(...)
+                name = getattr(func, 'attr', getattr(func, 'id', ''))
+                one_shot = (isinstance(values, ast.GeneratorExp)
+                            or name in ('product', 'map', 'zip', 'filter'))
+                assert not one_shot, f'{path}:{node.lineno}'
+
+
+# -----------------------------------------------------------------------------
+# defaults that follow the flags a user sets, and what the console says
+
+@pytest.mark.parametrize('flags', [['--n_loops=5'], ['--n_dims=3'], ['--n_points=8'],
+                                   ['--n_dims=1', '--dims_start=0']])
+def test_defaults_follow_the_flags_a_user_sets(tmp_path, flags):
+    # the experiments' model and curricula (dims_start=5, points_start=11) under a smaller d, N or b
+    code, out, err = cli('train.py', *flags, '--max_iters=2', '--val_prompts=8', '--eval_interval=1',
+                         '--batch_size=8', '--device=cpu', f'--out_dir={tmp_path}')
+    assert code == 0 and 'iter 2/2' in out, err
+
+
+def test_validation_says_where_it_is_measured(tmp_path):
+    code, out, err = cli('train.py', *TINY, '--max_iters=5', '--dims_start=2', '--dims_interval=1000',
+                         '--points_start=4', '--points_interval=1000', f'--out_dir={tmp_path}',
+                         '--run_name=r')
+    assert code == 0, err
+    line = next(line for line in out.splitlines() if line.startswith('iter 5/5'))
+    assert 'loss' in line and '(training at d=2 N=4 b=2)' in line
+    assert ' at d=3 N=6, ' in line and ' at k=2d=6' in line
+    assert ' at the training d=2 N=4 (b=2)' in line
+    with open(tmp_path / 'r' / 'log.csv') as f:
+        header, row = [r.split(',') for r in f.read().splitlines()]
+    assert dict(zip(header, row))['d'] == '2' and dict(zip(header, row))['N'] == '4'
+
+
+class Flushes(io.StringIO):
+    """stdout that keeps apart what has been flushed, as a terminal or a pipe would see it."""
+    flushed = ''
+
+    def flush(self):
+        self.flushed = self.getvalue()
+
+
+def test_the_summary_shows_each_k_as_it_goes(tmp_path, monkeypatch):
+    stdout, seen = Flushes(), []
+    real = data.least_squares
+
+    def least_squares(xs, ys):  # once per k, before that k's line: what has the user seen by then?
+        seen.append(stdout.flushed.split('least_sq')[-1].count('\n'))
+        return real(xs, ys)
+    monkeypatch.setattr(data, 'least_squares', least_squares)
+    code, out, err = cli('train.py', *TINY, '--max_iters=5', f'--out_dir={tmp_path}', stdout=stdout)
+    assert code == 0, err
+    assert seen == [1, 2, 3]  # k = 1, 3, 6: each line out before the next k is computed
