@@ -1,0 +1,296 @@
+"""
+Tests of sweep.py on config/tiny_grid.py (2 variants x 2 seeds, 30 steps): a dry run lists a grid and
+writes nothing; a sweep trains, evaluates and plots; a sweep stopped by SIGINT resumes with the same
+command and ends with the same eval.json files as an uninterrupted one; a run whose train.py is killed
+by SIGKILL is reported, the sweep carries on, and the next sweep resumes the run from its checkpoint;
+the grid runs through submitit's local executor.
+
+    python -m pytest -q test_sweep.py
+
+The sweeps run in this process (sweep.main), which imports torch once: each process that imports it
+costs about 3 s of CPU. A thread watches the runs and sends the signals.
+"""
+
+import contextlib
+import csv
+import json
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+
+import pytest
+
+import sweep
+from model import load_checkpoint
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TINY = 'config/tiny_grid.py'
+MAX_ITERS = 30  # tiny_grid.py's
+
+
+@pytest.fixture(scope='module', autouse=True)
+def in_project():
+    """Run from the project, as the README's commands do, and one thread per run: the same
+    floating-point sums in every sweep, and no OpenMP threads waiting on each other."""
+    cwd, threads = os.getcwd(), os.environ.get('OMP_NUM_THREADS')
+    os.chdir(HERE)
+    os.environ['OMP_NUM_THREADS'] = '1'
+    yield
+    os.chdir(cwd)
+    if threads is None:
+        del os.environ['OMP_NUM_THREADS']
+    else:
+        os.environ['OMP_NUM_THREADS'] = threads
+
+
+def run_sweep(grid, out, *flags):
+    """sweep.main in this process: (exit code, all it printed, its children's output included)."""
+    fd, path = tempfile.mkstemp()
+    os.close(fd)
+    saved = os.dup(1)
+    try:
+        with open(path, 'a+', buffering=1) as f:  # appends: its lines and its children's interleave
+            os.dup2(f.fileno(), 1)
+            with contextlib.redirect_stdout(f):
+                code = sweep.main([grid, f'--out_dir={out}', f'--figures={out}/figures', *flags])
+            f.seek(0)
+            return code, f.read()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.remove(path)
+
+
+@contextlib.contextmanager
+def watching(condition, action, what):
+    """While the body runs a sweep, a thread polls condition() and calls action() once it holds;
+    the test fails if it never did."""
+    done, acted = threading.Event(), []
+
+    def watch():
+        while not done.is_set():
+            with contextlib.suppress(OSError, ValueError):  # a file read halfway through its writing
+                if condition():
+                    acted.append(action())
+                    return
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+    assert acted, f'the sweep ended before {what}'
+
+
+def tiny_runs(out, seeds='', train_flags=''):
+    """The tiny grid's runs as sweep.py plans them: their train.py arguments and directories."""
+    grid = sweep.read_grid(TINY)
+    opts = {'seeds': seeds, 'train_flags': train_flags, 'out_dir': str(out)}
+    return sweep.plan_runs(grid, sweep.expand(grid, TINY), opts, TINY)
+
+
+def plan_line(stdout, run):
+    """The line of a sweep's plan for a run: train, resume or skip."""
+    command = sweep.command('train', run.args)
+    starts = (f'resume  {command} --init_from=resume  ', f'skip    {run.directory}  ')
+    lines = [line for line in stdout.splitlines()
+             if line == f'train   {command}' or line.startswith(starts)]
+    assert len(lines) == 1, (run.directory, lines)
+    return lines[0]
+
+
+def ckpt_iter(run):
+    path = os.path.join(run, 'ckpt.pt')
+    return load_checkpoint(path)['iter'] if os.path.isfile(path) else None
+
+
+def log_rows(run):
+    try:
+        with open(os.path.join(run, 'log.csv'), newline='') as f:
+            return list(csv.DictReader(f))
+    except OSError:
+        return []
+
+
+def last_iter(run):
+    rows = log_rows(run)
+    return int(rows[-1]['iter']) if rows else 0
+
+
+def training(run, before=MAX_ITERS):
+    """In its training loop: a checkpoint saved, step `before` not reached."""
+    return os.path.isfile(os.path.join(run, 'ckpt.pt')) and last_iter(run) < before
+
+
+def val_errs(run):
+    return [(row['iter'], row['val_err']) for row in log_rows(run)]
+
+
+def eval_curves(run):
+    with open(os.path.join(run, 'eval.json')) as f:
+        result = json.load(f)
+    return result['err_vs_loops'], result['err_vs_k']
+
+
+def continued(run, log, step):
+    """Whether the run went on from its checkpoint at step: its log's rows up to it are kept as they
+    were, wall-clock timings included (a run started over would have written them again)."""
+    kept = [row for row in log if int(row['iter']) <= step]
+    return bool(kept) and log_rows(run)[:len(kept)] == kept
+
+
+@pytest.fixture(scope='module')
+def reference(tmp_path_factory):
+    """An uninterrupted sweep of the tiny grid: (out dir, its output)."""
+    out = tmp_path_factory.mktemp('reference')
+    code, stdout = run_sweep(TINY, out, '--jobs=2')
+    assert code == 0, stdout
+    return out, stdout
+
+
+def test_dry_run_lists_every_run_and_writes_nothing(tmp_path):
+    out = tmp_path / 'out'
+    code, stdout = run_sweep('config/exp5_grid.py', out, '--dry_run=True')
+    assert code == 0, stdout
+    trains = [line for line in stdout.splitlines() if line.startswith('train ')]
+    # (4 n_keep x 2 select, less n_keep=64 select=random, which cuts nothing) + 5 extras
+    # = 12 variants, x 3 seeds
+    assert len(trains) == 36 and len(set(trains)) == 36
+    for seed in (42, 451, 1984):
+        assert sum(line.endswith(f'--seed={seed} --out_dir={out}') for line in trains) == 12
+    assert all(line.startswith('train   python train.py config/exp5_truncation.py ')
+               for line in trains)
+    assert sum('--n_keep=32' in line for line in trains) == 3 * 7
+    assert '12 variants x 3 seeds = 36 runs: 36 to train, 0 to resume, 0 finished' in stdout
+    assert 'then  python eval_extrapolation.py RUN... --max_loops=100' in stdout
+    assert os.listdir(tmp_path) == []  # no run directory, no figure folder
+
+
+def test_sweep_trains_evaluates_and_plots(reference):
+    out, stdout = reference
+    runs = tiny_runs(out)
+    names = [os.path.basename(r.directory) for r in runs]
+    assert sorted(os.listdir(out)) == sorted(names + ['figures'])
+    for run in runs:
+        assert ckpt_iter(run.directory) == MAX_ITERS
+        assert os.path.isfile(os.path.join(run.directory, 'eval.json'))
+        assert f'done {run.directory}: val_err {float(val_errs(run.directory)[-1][1]):.4g}' in stdout
+    assert '[4/4] done' in stdout and 'mean ± std over seeds' in stdout  # eval_extrapolation's table
+    for fig in ('performance', 'loss_comparison', 'extrapolation', 'error_vs_examples'):
+        assert f'{out}/figures/tiny/{fig}.png' in stdout
+        assert os.path.isfile(out / 'figures' / 'tiny' / f'{fig}.svg')
+    with open(out / 'figures' / 'tiny' / 'performance.svg') as f:
+        svg = f.read()  # the grid's labels reached the legend
+    assert 'learned PE' in svg and 'no PE' in svg
+
+
+def test_sigint_stops_and_the_same_command_resumes(reference, tmp_path):
+    out = tmp_path / 'out'
+    runs = tiny_runs(out)
+    dirs = [run.directory for run in runs]
+
+    def mid_sweep():  # a run finished, and another one not halfway through its training loop
+        return (any(last_iter(d) == MAX_ITERS for d in dirs)
+                and any(training(d, MAX_ITERS // 2) for d in dirs))
+
+    # the SIGINT goes to this process, where the sweep runs; a late one must not stop pytest
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: None)
+    try:
+        with watching(mid_sweep, lambda: os.kill(os.getpid(), signal.SIGINT), 'a run finished'):
+            code, stdout = run_sweep(TINY, out, '--jobs=2', '--plot=False')
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert code == 128 + signal.SIGINT, stdout
+    assert 'stopped by SIGINT' in stdout and not list(out.glob('*/eval.json'))  # no evaluation
+    # the signal reached train.py, which saved a checkpoint and stopped: a run is left half done
+    steps = [ckpt_iter(d) for d in dirs]
+    assert MAX_ITERS in steps and any(s is not None and s < MAX_ITERS for s in steps), steps
+    mtimes = [os.stat(os.path.join(d, 'ckpt.pt')).st_mtime_ns if s else None
+              for d, s in zip(dirs, steps)]
+    logs = [log_rows(d) for d in dirs]
+
+    code, stdout = run_sweep(TINY, out, '--jobs=2', '--plot=False')  # the same command again
+    assert code == 0, stdout
+    assert f'training {sum(s != MAX_ITERS for s in steps)} runs' in stdout
+    for run, step, mtime, log in zip(runs, steps, mtimes, logs):
+        line = plan_line(stdout, run)
+        if step == MAX_ITERS:
+            assert line.startswith('skip    ')
+            assert os.stat(os.path.join(run.directory, 'ckpt.pt')).st_mtime_ns == mtime  # not touched
+        elif step is not None:
+            assert line.startswith('resume  ') and line.endswith(f'(from step {step} of {MAX_ITERS})')
+            assert continued(run.directory, log, step)
+        else:
+            assert line.startswith('train   ')
+    ref_out, _ = reference
+    for d in dirs:  # the very same models as the uninterrupted sweep's
+        assert ckpt_iter(d) == MAX_ITERS
+        assert eval_curves(d) == eval_curves(ref_out / os.path.basename(d))
+
+
+def test_a_killed_run_is_reported_and_resumed_from_its_checkpoint(reference, tmp_path):
+    out = tmp_path / 'out'
+    locked, killed = tiny_runs(out, seeds='1')
+    # the first run fails: its directory is locked by a live process (this one)
+    os.makedirs(locked.directory)
+    with open(os.path.join(locked.directory, 'lock'), 'w') as f:
+        f.write(str(os.getpid()))
+    run = killed.directory
+
+    def kill():  # the second run's train.py, once it has saved a checkpoint
+        with open(os.path.join(run, 'lock')) as f:
+            os.kill(int(f.read()), signal.SIGKILL)
+
+    def halfway():  # at most: time enough to kill it before it ends
+        return training(run, MAX_ITERS // 2) and os.path.isfile(os.path.join(run, 'lock'))
+
+    with watching(halfway, kill, 'a checkpoint'):
+        code, stdout = run_sweep(TINY, out, '--jobs=1', '--seeds=1', '--evaluate=False',
+                                 '--plot=False')
+    assert code == 1, stdout
+    # each failure: its command and the end of its stderr; the sweep went on after the first one
+    first, second = (sweep.command('train', r.args) for r in (locked, killed))
+    assert f'[1/2] FAILED (exit code 2) {locked.directory}:\n  {first}\n' in stdout
+    assert f'is in use by process {os.getpid()}' in stdout
+    assert f'[2/2] FAILED (exit code -9) {run}:\n  {second}\n' in stdout
+    assert '2 run(s) failed' in stdout
+    step, log = ckpt_iter(run), log_rows(run)
+    assert 0 < step < MAX_ITERS
+    assert os.path.isfile(os.path.join(run, 'lock'))  # the dead process's
+
+    os.remove(os.path.join(locked.directory, 'lock'))
+    code, stdout = run_sweep(TINY, out, '--jobs=2', '--seeds=1', '--evaluate=False', '--plot=False')
+    assert code == 0, stdout
+    assert plan_line(stdout, killed).endswith(f'(from step {step} of {MAX_ITERS})')
+    assert plan_line(stdout, locked).startswith('train   ')
+    assert continued(run, log, step)
+    ref_out, _ = reference
+    for r in (locked, killed):  # the same validation errors, step by step, as the uninterrupted runs'
+        assert ckpt_iter(r.directory) == MAX_ITERS
+        assert val_errs(r.directory) == val_errs(ref_out / os.path.basename(r.directory))
+
+
+def test_submitit_local_executor_resumes(reference, tmp_path):
+    pytest.importorskip('submitit')
+    out = tmp_path / 'out'
+    ref_out, _ = reference
+    runs = tiny_runs(out, seeds='2', train_flags='--max_iters=40')
+    for run in runs:  # finished at 30 steps, so that 40 steps make them runs to resume
+        shutil.copytree(ref_out / os.path.basename(run.directory), run.directory)
+    # evaluation and figures are the local sweep's code, not run again here
+    code, stdout = run_sweep(TINY, out, '--cluster=local', '--seeds=2', '--cpus_per_task=1',
+                             '--train_flags=--max_iters=40', '--evaluate=False', '--plot=False')
+    assert code == 0, stdout
+    assert 'submitted 2 task(s) (local)' in stdout and '[2/2] done' in stdout
+    assert len(list((out / 'submitit' / 'tiny').glob('*_0_result.pkl'))) == 2  # through submitit
+    for run in runs:  # each task resumed its run: the first 30 steps' log is the copied one
+        assert plan_line(stdout, run).endswith(f'(from step {MAX_ITERS} of 40)')
+        assert ckpt_iter(run.directory) == 40
+        ref_log = log_rows(ref_out / os.path.basename(run.directory))
+        assert continued(run.directory, ref_log, MAX_ITERS)
