@@ -137,18 +137,23 @@ def parse_flag(arg, config, defaults, choices):
     set_value(config, key, value, f'--{key}', defaults, choices)
 
 
-def read_config_file(path, config, base, defaults, choices):
-    """A config file is Python that assigns some of the defaults' names; it runs in a namespace of its own."""
+def run_python_file(path, what='config file'):
+    """The plain names a Python file of assignments defines, run in a namespace of its own."""
     if not os.path.isfile(path):
-        raise ConfigError(f'config file {path!r} does not exist')
+        raise ConfigError(f'{what} {path!r} does not exist')
     try:
         namespace = runpy.run_path(path)
     except BaseException as err:  # SystemExit too: a config file does not end the run
-        raise ConfigError(f'config file {path!r} does not run: {type(err).__name__}: {err}') from None
-    for key, value in namespace.items():
-        if not key.startswith('_') and not callable(value) and type(value).__name__ != 'module':
-            set_value(config, key, value, path, defaults, choices)
-            base[key] = config[key]
+        raise ConfigError(f'{what} {path!r} does not run: {type(err).__name__}: {err}') from None
+    return {k: v for k, v in namespace.items()
+            if not k.startswith('_') and not callable(v) and type(v).__name__ != 'module'}
+
+
+def read_config_file(path, config, base, defaults, choices):
+    """A config file is Python that assigns some of the defaults' names."""
+    for key, value in run_python_file(path).items():
+        set_value(config, key, value, path, defaults, choices)
+        base[key] = config[key]
 
 
 def parse(argv, defaults, choices=None, usage='', helps=None, files=True):

@@ -24,7 +24,6 @@ import csv
 import difflib
 import itertools
 import os
-import runpy
 import shlex
 import shutil
 import signal
@@ -35,7 +34,7 @@ from types import SimpleNamespace
 
 import configurator
 import train
-from configurator import ConfigError
+from configurator import ConfigError, run_python_file
 from model import load_checkpoint
 
 # -----------------------------------------------------------------------------
@@ -76,14 +75,7 @@ TAIL_LINES = 12  # of a failed run's stderr, in the report
 
 def read_grid(path):
     """The grid file's names, checked, defaults filled in; a ConfigError says what is wrong."""
-    if not os.path.isfile(path):
-        raise ConfigError(f'grid file {path!r} does not exist')
-    try:
-        namespace = runpy.run_path(path)
-    except BaseException as err:  # SystemExit too: a grid file does not end the sweep
-        raise ConfigError(f'grid file {path!r} does not run: {type(err).__name__}: {err}') from None
-    names = {k: v for k, v in namespace.items()
-             if not k.startswith('_') and not callable(v) and type(v).__name__ != 'module'}
+    names = run_python_file(path, 'grid file')
     for key in names:
         if key not in GRID_KEYS:
             close = difflib.get_close_matches(key, GRID_KEYS, n=2)
