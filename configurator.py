@@ -8,6 +8,8 @@ and the names of run directories. Imports no torch at load time, so plot.py stay
 """
 
 import ast
+import atexit
+import contextlib
 import difflib
 import glob
 import json
@@ -273,3 +275,100 @@ def read_json(path):
             return json.load(f)
     except (OSError, ValueError) as err:
         raise ConfigError(f'{path} is not readable JSON ({type(err).__name__}: {err})') from None
+
+
+# -----------------------------------------------------------------------------
+# a run directory: written whole, owned by one process at a time
+
+def write_file(path, write):
+    """write(f) into path through a temporary file and a rename: a reader never sees half a file."""
+    try:
+        with open(path + '.tmp', 'w', newline='') as f:
+            write(f)
+        os.replace(path + '.tmp', path)
+    except OSError as err:
+        if os.path.exists(path + '.tmp'):
+            os.remove(path + '.tmp')
+        raise ConfigError(f'cannot write {path}: {err}') from None
+
+
+def take_lock(directory):
+    """One process per run directory: a lock file holding its PID, made whole in one step (a link to
+    a file already written), so that a process starting at the same moment never reads it empty. The
+    lock of a process that is gone (SIGKILL, a crash of the machine) is taken over; so is one holding
+    our own PID, which can only be a dead process's whose PID came round again."""
+    path, mine = os.path.join(directory, 'lock'), os.path.join(directory, f'lock.{os.getpid()}')
+    with open(mine, 'w') as f:
+        f.write(str(os.getpid()))
+    try:
+        for _ in range(3):
+            try:
+                make_lock(mine, path)
+                # on every exit but SIGKILL, whose lock the next owner takes over
+                atexit.register(release_lock, path)
+                return
+            except FileExistsError:
+                owner = read_lock(path)
+            if owner is not None and owner != os.getpid() and process_alive(owner):
+                raise ConfigError(f'{directory} is in use by process {owner} '
+                                  f'(if it is not, remove {path})')
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)  # its owner is gone
+        raise ConfigError(f'cannot lock {directory}: {path} keeps coming back')
+    finally:
+        os.remove(mine)
+
+
+def make_lock(mine, path):
+    """path, holding our PID, or FileExistsError: a hard link to the file `mine`, already written;
+    where the filesystem has no hard links, created empty and then written (as most locks are)."""
+    try:
+        os.link(mine, path)
+    except FileExistsError:
+        raise
+    except OSError:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+
+
+def read_lock(path):
+    """The PID in a lock file, or None if it is gone or holds no number."""
+    try:
+        with open(path) as f:
+            pid = int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if pid > 0 else None  # kill(0 or less) would signal a whole group: never a PID here
+
+
+def process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def release_lock(path):
+    """Remove the lock if it is still ours (never one another process has taken over since)."""
+    if read_lock(path) == os.getpid():
+        with contextlib.suppress(OSError):
+            os.remove(path)
+
+
+def check_writable(directory):
+    """A ConfigError unless the run directory is one, or can be made: its nearest existing ancestor
+    must be a directory this process may write in. Checked before any work, so that a mistyped
+    --out_dir ends in one line, not in a traceback after the model is built."""
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise ConfigError(f'{directory} exists and is not a directory')
+    parent = os.path.abspath(directory)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ConfigError(f'cannot make {directory}: {parent} is a file, not a directory')
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f'cannot make or write {directory}: no permission to write in {parent}')

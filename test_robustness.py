@@ -57,8 +57,8 @@ def cli(script, *args, stdout=None):
     saved = sys.argv, sys.excepthook, handlers
     at_exit = []
 
-    def register(f, *a, **kw):  # the script's own (defined in __main__) run at its end
-        if getattr(f, '__module__', None) == '__main__':
+    def register(f, *a, **kw):  # the script's own (the lock's release, say) run at its end
+        if getattr(f, '__module__', None) in ('__main__', 'configurator'):
             at_exit.append((f, a, kw))
         else:
             real(f, *a, **kw)
