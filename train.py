@@ -202,8 +202,7 @@ def summary(model, c, xs, ys, ctx):
         xs_k, ys_k = first_k(xs, ys, k)
         _, model_err = evaluate(model, xs_k, ys_k, c.n_loops, c.n_dims, ctx, c.val_seed)
         ls_err = ((least_squares(xs_k, ys_k) - ys_k[:, -1]) ** 2).mean().item() / c.n_dims
-        zero_err = (ys_k[:, -1] ** 2).mean().item() / c.n_dims
-        print(f'{k:>5} {model_err:>10.4f} {ls_err:>10.4f} {zero_err:>10.4f}', flush=True)
+        print(f'{k:>5} {model_err:>10.4f} {ls_err:>10.4f} {zero_error(ys_k, c.n_dims):>10.4f}', flush=True)
 
 
 def read_log(path, upto):
@@ -384,6 +383,12 @@ if __name__ == '__main__':
         return {'version': CKPT_VERSION, 'model': model.state_dict(), 'optimizer': optimizer.state_dict(),
                 'model_args': asdict(model.config), 'config': config, 'iter': step, 'rng': rng}
 
+    def save(step):  # a failed write ends the run in one line, naming the checkpoint that is kept
+        try:
+            save_checkpoint(ckpt_path, state(step))
+        except ConfigError as err:
+            fail(f'{err} ({kept_note(saved_iter)})')
+
     stop = []  # Ctrl-C and SIGTERM finish the step in flight, save, and exit
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda signum, frame: stop.append(signum))
@@ -454,16 +459,15 @@ if __name__ == '__main__':
             k2d = min(2 * c.n_dims, c.n_points)
             _, err_k2d = evaluate(model, *first_k(*val_set(c.n_dims, c.n_points), k2d), b_now, c.n_dims, ctx,
                                   c.val_seed)
-            _, err_now = evaluate(model, *val_set(d_now, N_now), b_now, d_now, ctx, c.val_seed)
+            err_now = val_err  # past the curricula the prompts trained on are the final ones
+            if (d_now, N_now) != (c.n_dims, c.n_points):
+                _, err_now = evaluate(model, *val_set(d_now, N_now), b_now, d_now, ctx, c.val_seed)
             train_loss = (loss_sum / loss_count).item()
             first_loss = first_loss or train_loss
             row = [done, f'{train_loss:.6g}', f'{val_loss:.6g}', f'{val_err:.6g}', f'{err_k2d:.6g}',
                    f'{err_now:.6g}', f'{lr:.6g}', f'{ms_per_step:.2f}', d_now, N_now, b_now]
             append_row(log_path, row)
-            try:
-                save_checkpoint(ckpt_path, state(done))
-            except ConfigError as err:
-                fail(f'{err} ({kept_note(saved_iter)})')
+            save(done)
             saved_iter = done
             loss_sum, loss_count = torch.zeros((), device=device), 0
             line += (f'; val err {val_err:.4f} at d={c.n_dims} N={c.n_points}, '
@@ -484,10 +488,7 @@ if __name__ == '__main__':
         print(line, flush=True)
         if stop:
             if not evaluating:
-                try:
-                    save_checkpoint(ckpt_path, state(done))
-                except ConfigError as err:
-                    fail(f'{err} ({kept_note(saved_iter)})')
+                save(done)
             print(f'stopped by {signal.Signals(stop[0]).name} after step {done}; checkpoint saved. Resume with:\n'
                   f'  {command_line(sys.argv[0], sys.argv[1:])}', flush=True)
             sys.exit(128 + stop[0])
