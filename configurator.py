@@ -228,12 +228,16 @@ def run_dir(config, base, stems):
     return os.path.join(config['out_dir'], ','.join(parts + [f'seed={config["seed"]}']))
 
 
+def shell_command(script, args):
+    """`python script args...` as one would type it, quoted for the shell."""
+    return ' '.join(shlex.quote(a) for a in ['python', script, *args])
+
+
 def command_line(script, argv):
     """The command that continues a run, quoted for the shell, with one --init_from=resume (and no
     --overwrite, which a resumed run ignores but which reads as a threat to the run it continues)."""
     args = [a for a in argv if not a.startswith(('--init_from=', '--overwrite='))]
-    args.append('--init_from=resume')
-    return ' '.join(shlex.quote(a) for a in ['python', script, *args])
+    return shell_command(script, args + ['--init_from=resume'])
 
 
 def find_runs(patterns, need):

@@ -199,7 +199,7 @@ def finished(run):
 
 def command(script, args):
     """A command line as one would type it here, quoted for the shell."""
-    return ' '.join(shlex.quote(a) for a in ['python', os.path.relpath(SCRIPTS[script]), *args])
+    return configurator.shell_command(os.path.relpath(SCRIPTS[script]), args)
 
 
 # -----------------------------------------------------------------------------

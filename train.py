@@ -459,8 +459,9 @@ if __name__ == '__main__':
             k2d = min(2 * c.n_dims, c.n_points)
             _, err_k2d = evaluate(model, *first_k(*val_set(c.n_dims, c.n_points), k2d), b_now, c.n_dims, ctx,
                                   c.val_seed)
+            in_curricula = (d_now, N_now) != (c.n_dims, c.n_points)
             err_now = val_err  # past the curricula the prompts trained on are the final ones
-            if (d_now, N_now) != (c.n_dims, c.n_points):
+            if in_curricula:
                 _, err_now = evaluate(model, *val_set(d_now, N_now), b_now, d_now, ctx, c.val_seed)
             train_loss = (loss_sum / loss_count).item()
             first_loss = first_loss or train_loss
@@ -472,7 +473,7 @@ if __name__ == '__main__':
             loss_sum, loss_count = torch.zeros((), device=device), 0
             line += (f'; val err {val_err:.4f} at d={c.n_dims} N={c.n_points}, '
                      f'{err_k2d:.4f} at k=2d={k2d}')
-            if (d_now, N_now) != (c.n_dims, c.n_points):
+            if in_curricula:
                 line += f', {err_now:.4f} at the training d={d_now} N={N_now}'
             line += f' (b={b_now})'
             # a finite divergence ends without an error: say so, and again at the end of the run. Judged
