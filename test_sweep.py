@@ -23,7 +23,9 @@ import time
 
 import pytest
 
+import configurator
 import sweep
+import train
 from model import load_checkpoint
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -171,6 +173,24 @@ def test_dry_run_lists_every_run_and_writes_nothing(tmp_path):
     assert '12 variants x 3 seeds = 36 runs: 36 to train, 0 to resume, 0 finished' in stdout
     assert 'then  python eval_extrapolation.py RUN... --max_loops=100' in stdout
     assert os.listdir(tmp_path) == []  # no run directory, no figure folder
+
+
+CONFIGS = sorted(os.listdir(os.path.join(HERE, 'config')))
+
+
+@pytest.mark.parametrize('grid', [f for f in CONFIGS if f.endswith('_grid.py')])
+def test_every_grid_file_plans_valid_runs(grid, tmp_path):
+    """A dry run checks each variant with train.py's own checks: a misspelt flag, a value out of
+    range or a missing config file in a grid is an error here, before hours of a sweep."""
+    code, stdout = run_sweep(f'config/{grid}', tmp_path / 'out', '--dry_run=True')
+    assert code == 0, stdout
+    assert 'would run' in stdout and os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize('config', [f for f in CONFIGS if not f.endswith('_grid.py')])
+def test_every_config_file_passes_train_checks(config):
+    c, _, _, _ = configurator.parse([f'config/{config}'], train.DEFAULTS, train.CHOICES)
+    train.check_config(c)  # raises ConfigError on an impossible value or combination
 
 
 def test_sweep_trains_evaluates_and_plots(reference):
