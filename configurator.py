@@ -241,16 +241,18 @@ def command_line(script, argv):
 
 
 def find_runs(patterns, need):
-    """Run directories named or matched by the patterns that hold the file `need`, in order, no repeats."""
+    """Run directories named or matched by the patterns that hold the file `need` (or one of the files in a
+    tuple of names), in order, no repeats."""
+    need = (need,) if isinstance(need, str) else need
     runs = []
     for pattern in patterns:
         matches = [p for p in sorted(glob.glob(pattern)) if os.path.isdir(p)]
-        found = [p for p in matches if os.path.isfile(os.path.join(p, need))]
+        found = [p for p in matches if any(os.path.isfile(os.path.join(p, n)) for n in need)]
         if not found:
-            raise ConfigError(f'{pattern}: no run directory with a {need} there')
+            raise ConfigError(f'{pattern}: no run directory with a {" or ".join(need)} there')
         for p in matches:
             if p not in found:
-                print(f'skipping {p}: no {need}')
+                print(f'skipping {p}: no {" or ".join(need)}')
         runs += [os.path.normpath(p) for p in found if os.path.normpath(p) not in runs]
     return runs
 

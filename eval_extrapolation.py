@@ -9,7 +9,8 @@ Writes RUN/eval.json for each run and prints a table over seeds. Every run is sc
 prompts (--n_prompts, --seed), drawn on the CPU so that it is the same on every device; random truncation
 draws its subsets from a generator seeded with --seed on the model's device, so those draws, and only
 they, can differ between a CPU and a GPU. On a CPU shared with other jobs, OMP_NUM_THREADS=1 is often
-several times faster than torch's default of one thread per core.
+several times faster than torch's default of one thread per core. A run with an eval.json but no
+ckpt.pt (results as committed, without their checkpoints) joins the table as it is, if its settings match.
 """
 
 import contextlib
@@ -234,7 +235,8 @@ def checkpoint_identity(ckpt_path, ckpt):
 
 def reusable(path, identity, opts):
     """The eval.json at path if it was computed from this very checkpoint with these settings, else None:
-    re-summarising a sweep, or adding seeds to it, then only evaluates what is new."""
+    re-summarising a sweep, or adding seeds to it, then only evaluates what is new. identity None: there
+    is no checkpoint, and the settings alone must match."""
     if not os.path.isfile(path):
         return None
     result = read_json(path)
@@ -244,7 +246,7 @@ def reusable(path, identity, opts):
     k_prompts = min(opts['k_prompts'] or e.get('n_prompts', 0), e.get('n_prompts', 0))
     wanted = {k: opts[k] for k in ('max_loops', 'n_prompts', 'seed', 'full_context', 'gd_steps')}
     if ({k: e.get(k) for k in wanted} != wanted or e.get('k_prompts') != k_prompts
-            or result.get('checkpoint') != identity):
+            or (identity is not None and result.get('checkpoint') != identity)):
         return None
     return dict(result, reused=True)
 
@@ -279,11 +281,18 @@ def main(argv):
         if opts['k_prompts'] < 0 or opts['k_prompts'] == 1:
             raise ConfigError(f'--k_prompts={opts["k_prompts"]}: must be 0 (all) or at least 2')
         device = check_device(opts['device'])
-        runs = find_runs(patterns, 'ckpt.pt')
+        runs = find_runs(patterns, ('ckpt.pt', 'eval.json'))
         models = []  # every one loads before any is written
         for run in runs:
-            model, ckpt = load_model(os.path.join(run, 'ckpt.pt'), device)
-            models.append((model, ckpt['config'], checkpoint_identity(os.path.join(run, 'ckpt.pt'), ckpt)))
+            ckpt_path = os.path.join(run, 'ckpt.pt')
+            if os.path.isfile(ckpt_path):
+                model, ckpt = load_model(ckpt_path, device)
+                models.append((model, ckpt['config'], checkpoint_identity(ckpt_path, ckpt)))
+            elif reusable(os.path.join(run, 'eval.json'), None, opts) is None:
+                raise ConfigError(f'{run}: no ckpt.pt to evaluate, and its eval.json was made with other '
+                                  f'settings (--max_loops, --n_prompts, --seed, ...) than these')
+            else:
+                models.append((None, None, None))
     except ConfigError as err:
         fail(err)
 
@@ -291,7 +300,7 @@ def main(argv):
     for run, (model, config, identity) in zip(runs, models):
         path = os.path.join(run, 'eval.json')
         try:
-            result = reusable(path, identity, opts) if opts['reuse'] else None
+            result = reusable(path, identity, opts) if opts['reuse'] or model is None else None
         except ConfigError as err:
             print(f'{err}: computing it again')
             result = None

@@ -178,10 +178,13 @@ def plan_runs(grid, variants, opts, path):
 
 
 def run_state(run):
-    """('train' | 'resume' | 'done', its checkpoint's step); a ConfigError if that is unreadable."""
+    """('train' | 'resume' | 'done', its checkpoint's step, or its log's for results without their
+    checkpoint); a ConfigError if the checkpoint is unreadable."""
     path = os.path.join(run.directory, 'ckpt.pt')
-    if not os.path.isfile(path):
-        return 'train', 0
+    if not os.path.isfile(path):  # results as committed, without their checkpoint, are done too
+        step = last_iter(run)
+        done = step >= run.max_iters and os.path.isfile(os.path.join(run.directory, 'eval.json'))
+        return ('done', step) if done else ('train', 0)
     step = load_checkpoint(path)['iter']
     return ('done' if step >= run.max_iters else 'resume'), step
 
@@ -205,13 +208,28 @@ def command(script, args):
 # -----------------------------------------------------------------------------
 # progress, and what a run left behind
 
-def last_val_err(run):
-    """The val_err of the last row of the run's log.csv, or '?'."""
+def last_row(run):
+    """The last row of the run's log.csv, or {}."""
     try:
         with open(os.path.join(run.directory, 'log.csv'), newline='') as f:
             rows = list(csv.DictReader(f))
-        return f'{float(rows[-1]["val_err"]):.4g}'
-    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return rows[-1] if rows else {}
+    except (OSError, csv.Error):
+        return {}
+
+
+def last_iter(run):
+    try:
+        return int(last_row(run)['iter'])
+    except (KeyError, ValueError, TypeError):
+        return 0
+
+
+def last_val_err(run):
+    """The val_err of the last row of the run's log.csv, or '?'."""
+    try:
+        return f'{float(last_row(run)["val_err"]):.4g}'
+    except (KeyError, ValueError, TypeError):
         return '?'
 
 

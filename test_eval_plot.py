@@ -172,6 +172,16 @@ def test_eval_reuses_only_a_matching_eval_json(runs, tmp_path, capsys):
     assert '(on cpu' in capsys.readouterr().out
 
 
+def test_eval_takes_a_committed_eval_json_without_its_checkpoint(runs, tmp_path, capsys):
+    dst = str(tmp_path / 'committed')
+    shutil.copytree(runs[0], dst, ignore=shutil.ignore_patterns('ckpt.pt'))
+    eval_extrapolation.main([dst, *EVAL])
+    assert '(reused' in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit:  # nothing to compute other settings from
+        eval_extrapolation.main([dst, *EVAL, '--gd_steps=3'])
+    assert exit.value.code == 2 and 'no ckpt.pt to evaluate' in capsys.readouterr().err
+
+
 @pytest.mark.parametrize('dtype', [torch.float64, torch.bfloat16])
 def test_checkpoint_saved_in_another_dtype(runs, tmp_path, dtype):
     src, dst = runs[0], str(tmp_path / 'converted')

@@ -211,6 +211,23 @@ def test_sweep_trains_evaluates_and_plots(reference):
     assert 'learned PE' in svg and 'no PE' in svg
 
 
+def test_committed_results_without_checkpoints_count_as_done(reference, tmp_path):
+    """A clone holds config.json, log.csv and eval.json but no ckpt.pt: the sweep trains nothing,
+    summarises and plots the committed results, and train.py will not start such a run over."""
+    out = tmp_path / 'out'
+    shutil.copytree(reference[0], out, ignore=shutil.ignore_patterns('ckpt.pt', 'figures'))
+    runs = tiny_runs(out)
+    kept = {p: open(p, 'rb').read() for r in runs for p in
+            (os.path.join(r.directory, 'log.csv'), os.path.join(r.directory, 'eval.json'))}
+    code, stdout = run_sweep(TINY, out, '--jobs=2')
+    assert code == 0, stdout
+    assert '0 to train, 0 to resume, 4 finished' in stdout
+    assert 'mean ± std over seeds' in stdout and os.path.isfile(out / 'figures' / 'tiny' / 'performance.png')
+    with pytest.raises(configurator.ConfigError, match='no checkpoint: --overwrite=True starts over'):
+        train.open_run(runs[0].args)
+    assert kept == {p: open(p, 'rb').read() for p in kept}
+
+
 def test_sigint_stops_and_the_same_command_resumes(reference, tmp_path):
     out = tmp_path / 'out'
     runs = tiny_runs(out)

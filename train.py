@@ -281,6 +281,11 @@ def open_run(argv):
         if os.path.exists(ckpt_path) and not config['overwrite']:
             raise ConfigError(f'{directory} already holds a checkpoint: --init_from=resume continues it, '
                               f'--overwrite=True starts over')
+        # results without their checkpoint (as committed to a repository) are not started over either
+        if (os.path.exists(os.path.join(directory, 'eval.json'))
+                or read_log(os.path.join(directory, 'log.csv'), math.inf)) and not config['overwrite']:
+            raise ConfigError(f'{directory} holds the results of a run (log.csv, eval.json) but no '
+                              f'checkpoint: --overwrite=True starts over')
         return config, directory, None
     ckpt = load_checkpoint(ckpt_path)
     # resume continues the run it finds: a flag that changes what the run computes is refused
