@@ -15,7 +15,9 @@ seeds = [42, 451, 1984]
 
 eval_flags = ['--max_loops=50']            # 10 x b_train
 
-labels = {}
+labels = {f'n_loops={b}, pos_emb={pe}, causal={causal}':
+          f'{"no" if pe == "none" else pe} PE, {"mask" if causal else "no mask"}'
+          for b in (5, 1) for pe in axes['pos_emb'] for causal in (True, False)}
 
 plots = {
     'b5': {'n_loops': 5},

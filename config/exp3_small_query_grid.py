@@ -17,4 +17,8 @@ seeds = [42, 451, 1984]
 
 eval_flags = ['--max_loops=50']            # 10 x b_train, as config/exp3_small_grid.py's
 
+labels = {f'pos_emb={v["pos_emb"]}, causal={v["causal"]}, loss_on={v["loss_on"]}':
+          f'{v["pos_emb"]} PE, {"mask" if v["causal"] else "no mask"}, loss on '
+          f'{"all" if v["loss_on"] == "all" else "the query"}' for v in extra}
+
 plots = {'loss_on': 'all'}
