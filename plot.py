@@ -1,6 +1,7 @@
 """
 Figures from the runs' logs (log.csv) and eval results (eval.json): every curve is a mean over seeds with
-a shaded band (std over seeds; with a single seed, the eval curves fall back to the standard error over prompts).
+a shaded band (std over seeds, cut to the range the seeds span; with a single seed, the eval curves fall
+back to the standard error over prompts).
 
     python plot.py out/exp5_* --out=figures/
     python plot.py out/exp5_* --only="select=first" --labels="n_keep=0=full context;n_keep=32=keep 32"
@@ -19,6 +20,7 @@ import json
 import math
 import os
 import sys
+import warnings
 
 import matplotlib
 matplotlib.use('Agg')  # files only: no display needed, works on a headless machine
@@ -130,12 +132,24 @@ def mean_std(y):
     return mean, np.sqrt(var) * (count > 1)
 
 
-def draw(ax, x, mean, spread, color, label=None, **kw):
-    """A mean line and its band; on a log axis a band reaching below zero is cut short of the axis' floor.
-    Few points (a short run's log) get markers, so that even a single point shows."""
+def band(mean, spread, y=None):
+    """The band's edges: mean ± spread, cut to the range the runs y (runs, n) span, so that seeds split
+    between solving the task and not do not draw a band down to zero on a log axis; never below
+    mean / 1000."""
+    low, high = mean - spread, mean + spread
+    if y is not None and len(y) > 1:
+        with np.errstate(invalid='ignore'), warnings.catch_warnings():
+            warnings.simplefilter('ignore', RuntimeWarning)  # an all-NaN column: no band there
+            low, high = np.fmax(low, np.nanmin(y, 0)), np.fmin(high, np.nanmax(y, 0))
+    return np.maximum(low, mean * 1e-3), high
+
+
+def draw(ax, x, mean, spread, color, label=None, y=None, **kw):
+    """A mean line and its band (see band). Few points (a short run's log) get markers, so that even a
+    single point shows."""
     ax.plot(x, mean, color=color, label=label, marker='o' if len(x) < 15 else None, ms=3, **kw)
     if np.any(spread > 0):
-        ax.fill_between(x, np.maximum(mean - spread, mean * 1e-3), mean + spread, color=color, alpha=0.2, lw=0)
+        ax.fill_between(x, *band(mean, spread, y), color=color, alpha=0.2, lw=0)
 
 
 def log_ylim(ax, means, floor=1e-7):
@@ -147,14 +161,15 @@ def log_ylim(ax, means, floor=1e-7):
 
 
 def eval_curve(runs, key, sub=None):
-    """Mean over seeds and band of an eval.json curve: x, mean, spread; one seed: ± sem over its prompts."""
+    """Mean over seeds and band of an eval.json curve: x, mean, spread, the runs' curves (runs, n); one
+    seed: ± sem over its prompts."""
     curves = [(r['eval']['k' if key == 'err_vs_k' else 'loops'], (r['eval'][key][sub] if sub else r['eval'][key]))
               for r in runs]
     x, y = stack([(cx, c['mean']) for cx, c in curves])
     mean, spread = mean_std(y)
     if len(runs) == 1:
         spread = np.asarray(curves[0][1]['sem'], dtype=float)
-    return x, mean, spread
+    return x, mean, spread, y
 
 
 def seeds(runs):
@@ -200,7 +215,7 @@ def plot_training(variants, out, columns, name, title):
         for label, color, runs in variants:
             x, y = stack([(r['log']['iter'], r['log'][column]) for r in runs])
             mean, std = mean_std(y)
-            draw(ax, x, mean, std, color, f'{label} ({len(runs)} seed{"s" * (len(runs) > 1)})')
+            draw(ax, x, mean, std, color, f'{label} ({len(runs)} seed{"s" * (len(runs) > 1)})', y=y)
             means.append(mean)
         ax.set_yscale('log')
         log_ylim(ax, means)
@@ -225,8 +240,8 @@ def plot_extrapolation(variants, out):
     fig, (ax, ax_fp) = plt.subplots(1, 2, figsize=(14, 4.5), layout='constrained')
     means, fp_means = [], []
     for label, color, runs in variants:
-        x, mean, spread = eval_curve(runs, 'err_vs_loops')
-        draw(ax, x, mean, spread, color, f'{label} ({seeds(runs)})')
+        x, mean, spread, y = eval_curve(runs, 'err_vs_loops')
+        draw(ax, x, mean, spread, color, f'{label} ({seeds(runs)})', y=y)
         means.append(mean)
         b_train = runs[0]['eval']['b_train']
         ax.axvline(b_train, color=color, ls=':', lw=1.5)
@@ -235,7 +250,7 @@ def plot_extrapolation(variants, out):
         x, y = stack([(r['eval']['loops'], [math.nan if v is None else v for v in r['eval']['fixed_point']])
                       for r in runs])
         mean, std = mean_std(y)
-        draw(ax_fp, x, mean, std, color)
+        draw(ax_fp, x, mean, std, color, y=y)
         fp_means.append(mean)
     ax.set_yscale('log')
     log_ylim(ax, means)
@@ -260,8 +275,9 @@ def plot_error_vs_examples(variants, out):
     means, b_evals = [], set()
     for label, color, runs in variants:
         for sub, ls in (('model_b_train', '-'), ('model_max_loops', '--')):
-            x, mean, spread = eval_curve(runs, 'err_vs_k', sub)
-            draw(ax, x, mean, spread, color, f'{label} ({seeds(runs)})' if sub == 'model_b_train' else None, ls=ls)
+            x, mean, spread, y = eval_curve(runs, 'err_vs_k', sub)
+            draw(ax, x, mean, spread, color, f'{label} ({seeds(runs)})' if sub == 'model_b_train' else None,
+                 y=y, ls=ls)
             means.append(mean)
         b_evals.add((runs[0]['eval']['b_train'], runs[0]['eval']['eval']['max_loops']))
     # the baselines once per distinct prompt set (task, shape and eval settings), from its first run

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -250,6 +251,17 @@ def test_only_relabels_the_kept_variants():
     assert all(kept[i]['config']['n_loops'] == 5 for _, idx in variants for i in idx)
     _, variants = plot.select_variants(runs, [], ['pos_emb=none, n_loops=1=plain'])
     assert [label for label, _ in variants][0] == 'plain' and len(variants) == 4
+
+
+def test_band_stays_within_the_seeds():
+    """Two seeds that solve the task and one that does not: mean ± std would reach below zero, and
+    the band stops at the lowest seed instead (and at the highest, were mean + std above it)."""
+    mean, std = plot.mean_std(np.array([[0.01, 1.0], [0.02, 1.1], [1.0, 1.2]]))
+    low, high = plot.band(mean, std, np.array([[0.01, 1.0], [0.02, 1.1], [1.0, 1.2]]))
+    assert low[0] == 0.01 and high[0] == pytest.approx(mean[0] + std[0])
+    assert low[1] == pytest.approx(1.0) and high[1] == pytest.approx(1.2)
+    low, _ = plot.band(mean, std)  # one seed's sem band: only the floor at mean / 1000
+    assert low[0] == pytest.approx(mean[0] / 1000)
 
 
 def test_plot_rejects_unknown_variant(runs, tmp_path, capsys):
