@@ -226,6 +226,10 @@ def test_committed_results_without_checkpoints_count_as_done(reference, tmp_path
     with pytest.raises(configurator.ConfigError, match='no checkpoint: --overwrite=True starts over'):
         train.open_run(runs[0].args)
     assert kept == {p: open(p, 'rb').read() for p in kept}
+    os.remove(os.path.join(runs[0].directory, 'eval.json'))
+    with open(os.path.join(runs[0].directory, 'log.csv'), 'w') as f:
+        f.write('not a log\n')
+    assert train.open_run(runs[0].args + ['--overwrite=True'])[2] is None  # starts over, unread
 
 
 def test_sigint_stops_and_the_same_command_resumes(reference, tmp_path):

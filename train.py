@@ -278,12 +278,12 @@ def open_run(argv):
     ckpt_path = os.path.join(directory, 'ckpt.pt')
     check_writable(directory)
     if config['init_from'] == 'scratch':
-        if os.path.exists(ckpt_path) and not config['overwrite']:
+        if not config['overwrite'] and os.path.exists(ckpt_path):
             raise ConfigError(f'{directory} already holds a checkpoint: --init_from=resume continues it, '
                               f'--overwrite=True starts over')
         # results without their checkpoint (as committed to a repository) are not started over either
-        if (os.path.exists(os.path.join(directory, 'eval.json'))
-                or read_log(os.path.join(directory, 'log.csv'), math.inf)) and not config['overwrite']:
+        if not config['overwrite'] and (os.path.exists(os.path.join(directory, 'eval.json'))
+                                        or read_log(os.path.join(directory, 'log.csv'), math.inf)):
             raise ConfigError(f'{directory} holds the results of a run (log.csv, eval.json) but no '
                               f'checkpoint: --overwrite=True starts over')
         return config, directory, None
