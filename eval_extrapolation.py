@@ -282,17 +282,18 @@ def main(argv):
             raise ConfigError(f'--k_prompts={opts["k_prompts"]}: must be 0 (all) or at least 2')
         device = check_device(opts['device'])
         runs = find_runs(patterns, ('ckpt.pt', 'eval.json'))
-        models = []  # every one loads before any is written
+        models, committed = [], {}  # every one loads before any is written
         for run in runs:
             ckpt_path = os.path.join(run, 'ckpt.pt')
             if os.path.isfile(ckpt_path):
                 model, ckpt = load_model(ckpt_path, device)
                 models.append((model, ckpt['config'], checkpoint_identity(ckpt_path, ckpt)))
-            elif reusable(os.path.join(run, 'eval.json'), None, opts) is None:
+                continue
+            committed[run] = reusable(os.path.join(run, 'eval.json'), None, opts)
+            if committed[run] is None:
                 raise ConfigError(f'{run}: no ckpt.pt to evaluate, and its eval.json was made with other '
                                   f'settings (--max_loops, --n_prompts, --seed, ...) than these')
-            else:
-                models.append((None, None, None))
+            models.append((None, None, None))
     except ConfigError as err:
         fail(err)
 
@@ -300,7 +301,7 @@ def main(argv):
     for run, (model, config, identity) in zip(runs, models):
         path = os.path.join(run, 'eval.json')
         try:
-            result = reusable(path, identity, opts) if opts['reuse'] or model is None else None
+            result = committed.get(run) or (reusable(path, identity, opts) if opts['reuse'] else None)
         except ConfigError as err:
             print(f'{err}: computing it again')
             result = None
