@@ -138,7 +138,7 @@ def band(mean, spread, y=None):
     mean / 1000."""
     low, high = mean - spread, mean + spread
     if y is not None and len(y) > 1:
-        with np.errstate(invalid='ignore'), warnings.catch_warnings():
+        with warnings.catch_warnings():
             warnings.simplefilter('ignore', RuntimeWarning)  # an all-NaN column: no band there
             low, high = np.fmax(low, np.nanmin(y, 0)), np.fmin(high, np.nanmax(y, 0))
     return np.maximum(low, mean * 1e-3), high
