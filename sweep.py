@@ -11,15 +11,18 @@ is a variant, extra variants, the seeds, eval_extrapolation.py's flags and the f
 `python train.py <config files> --key=value ... --seed=S --out_dir=OUT` in a process of its own,
 its output appended to train.out and train.err in its run directory, which train.py names: a run
 started by hand is found, resumed or skipped like any other. Ctrl-C (or SIGTERM) stops the running
-runs after their current step with a checkpoint saved; the same command again resumes them. Then
-eval_extrapolation.py scores the finished runs (reusing the eval.json files that are up to date)
-and prints the summary table, and plot.py draws the grid's figures into FIGURES/<experiment>/<plot>/.
+runs after their current step with a checkpoint saved; the same command again resumes them. Here,
+eval_extrapolation.py scores each run in its slot as soon as it is trained, so a sweep cut short
+leaves its finished runs evaluated. At the end it goes over all the finished runs (reusing the
+eval.json files that are up to date) and prints the summary table, and plot.py draws the grid's
+figures into FIGURES/<experiment>/<plot>/.
 --cluster=slurm submits the runs as a SLURM job array through submitit (pip install submitit), at
 most --max_parallel at a time, waits for them, then evaluates and plots here; a task that times out
 or is pre-empted saves its checkpoint, is requeued and resumes. --cluster=local runs the very same
 submission through submitit's local executor, on this machine.
 """
 
+import contextlib
 import csv
 import difflib
 import itertools
@@ -297,25 +300,33 @@ def local_slots(jobs):
     return slots, f'{n} at a time on {where}, OMP_NUM_THREADS={threads}'
 
 
-def launch(run, env):
-    """Start train.py for a run as it now stands (resume if it has a checkpoint): (process, its
-    arguments, where this attempt's stderr starts in train.err), or None if it finished meanwhile."""
-    state, _ = run_state(run)
-    if state == 'done':
-        return None
-    args = train_args(run, state)
+def start(script, run, args, env):
+    """script.py with args in a process of its own, its output appended to the run's train.out and
+    train.err: (the process, where this attempt's stderr starts in train.err)."""
     os.makedirs(run.directory, exist_ok=True)
     with open(os.path.join(run.directory, 'train.out'), 'a') as out, \
             open(os.path.join(run.directory, 'train.err'), 'a') as err:
         offset = err.tell()
-        process = subprocess.Popen([sys.executable, SCRIPTS['train'], *args], stdout=out, stderr=err,
+        process = subprocess.Popen([sys.executable, SCRIPTS[script], *args], stdout=out, stderr=err,
                                    env={**os.environ, **env})
-    return process, args, offset
+    return process, offset
 
 
-def run_local(runs, slots, progress):
-    """Run the runs, len(slots) at a time. SIGINT or SIGTERM is passed on to the running train.py
-    processes, which save a checkpoint and exit; nothing new starts. Returns the signal, or None."""
+def launch(run, env):
+    """Start train.py for a run as it now stands (resume if it has a checkpoint): (process, where this
+    attempt's stderr starts in train.err, its arguments), or None if it finished meanwhile."""
+    state, _ = run_state(run)
+    if state == 'done':
+        return None
+    args = train_args(run, state)
+    return (*start('train', run, args, env), args)
+
+
+def run_local(runs, slots, progress, eval_flags=None):
+    """Run the runs, len(slots) at a time. With eval_flags, eval_extrapolation.py scores each run in its
+    slot as soon as it is trained, so a sweep cut short leaves its finished runs evaluated. SIGINT or
+    SIGTERM is passed on to the running processes (train.py saves a checkpoint and exits; an eval.json
+    is written whole or not at all); nothing new starts. Returns the signal, or None."""
     pending, running, free, stop = list(runs), {}, list(range(len(slots))), []
 
     def on_signal(signum, frame):
@@ -337,17 +348,28 @@ def run_local(runs, slots, progress):
                     progress.finished(run, 0 if started is None else 'not started', None,
                                       tail=[str(started)] if started else ())
                     continue
-                process, args, offset = started
-                running[process] = (run, slot, time.time(), args, offset)
+                process, offset, args = started
+                running[process] = ('train', run, slot, time.time(), args, offset)
                 if stop:  # a signal that came while it started
                     process.send_signal(stop[0])
             time.sleep(0.05)
             for process in [p for p in running if p.poll() is not None]:
-                run, slot, t0, args, offset = running.pop(process)
+                kind, run, slot, t0, args, offset = running.pop(process)
+                rc = process.returncode
+                if kind == 'train' and rc == 0 and eval_flags is not None and not stop:
+                    with contextlib.suppress(OSError):  # could not start: the final pass scores it
+                        scoring, _ = start('eval_extrapolation', run, [run.directory, *eval_flags],
+                                           slots[slot])
+                        running[scoring] = ('eval', run, slot, t0, args, offset)
+                        continue
                 free.append(slot)
-                if not stop:  # after a signal, an exit is the interruption asked for, not a failure
-                    progress.finished(run, process.returncode, time.time() - t0, args,
-                                      stderr_tail(run, offset))
+                if stop:  # after a signal, an exit is the interruption asked for, not a failure
+                    continue
+                progress.finished(run, 0 if kind == 'eval' else rc, time.time() - t0, args,
+                                  stderr_tail(run, offset))
+                if kind == 'eval' and rc != 0:
+                    print(f'  its evaluation failed (exit code {rc}; see its train.err): the '
+                          f'evaluation at the end tries again', flush=True)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
@@ -479,6 +501,11 @@ def run_cluster(runs, opts, executor, progress):
 # -----------------------------------------------------------------------------
 # evaluation and figures
 
+def eval_args(grid, opts):
+    """eval_extrapolation.py's flags: the grid's, then --eval_flags."""
+    return grid['eval_flags'] + shlex.split(opts['eval_flags'])
+
+
 def plot_groups(grid, runs, path):
     """{plot name: its runs}: 'all', 'axes' (the combinations), 'extra', or {key: value or [values]}
     matched against each run's full config."""
@@ -543,7 +570,7 @@ def evaluate_and_plot(grid, runs, plots, opts):
         return 0
     failures, wrote = 0, []
     if opts['evaluate']:
-        flags = grid['eval_flags'] + shlex.split(opts['eval_flags'])
+        flags = eval_args(grid, opts)
         print(f'\nevaluating: {command("eval_extrapolation", ["RUN...", *flags])}  '
               f'(RUN...: the {len(done)} finished runs)', flush=True)
         args = [r.directory for r in done] + flags
@@ -610,7 +637,7 @@ def print_dry_run(grid, runs, plots, opts):
               f'{opts["max_parallel"]} at a time, each {opts["gpus_per_task"]} GPU(s), '
               f'{opts["cpus_per_task"]} cores, {opts["timeout_min"]} min')
     if opts['evaluate']:
-        flags = grid['eval_flags'] + shlex.split(opts['eval_flags'])
+        flags = eval_args(grid, opts)
         print(f'then  {command("eval_extrapolation", ["RUN...", *flags])}  '
               f'(RUN...: all {len(runs)} runs, once finished)')
     for name, chosen in plots.items() if opts['plot'] else []:
@@ -619,14 +646,17 @@ def print_dry_run(grid, runs, plots, opts):
         print(f'then  {command("plot", ["RUN...", *flags])}  (RUN...: {len(chosen)} runs)')
 
 
-def train_all(todo, opts, executor):
-    """Train the runs here or through submitit: (Progress, the signal that stopped it or None)."""
+def train_all(grid, todo, opts, executor):
+    """Train the runs here (each then evaluated in its slot) or through submitit: (Progress, the
+    signal that stopped it or None)."""
     if executor is None:
         slots, where = local_slots(opts['jobs'])
-        print(f'training {len(todo)} runs, {where}; each run\'s output in its train.out and '
-              f'train.err', flush=True)
+        then = ', then evaluated in its slot,' if opts['evaluate'] else ''
+        print(f'training {len(todo)} runs, {where}; each run{then} with its output in its train.out '
+              f'and train.err', flush=True)
         progress = Progress(len(todo), min(len(slots), len(todo)) or 1)
-        return progress, run_local(todo, slots, progress) if todo else None
+        scoring = eval_args(grid, opts) if opts['evaluate'] else None
+        return progress, run_local(todo, slots, progress, scoring) if todo else None
     progress = Progress(len(todo), min(opts['max_parallel'], len(todo)) or 1)
     return progress, run_cluster(todo, opts, executor, progress) if todo else None
 
@@ -653,7 +683,7 @@ def main(argv):
     if opts['dry_run']:
         print_dry_run(grid, runs, plots, opts)
         return 0
-    progress, stopped = train_all(todo, opts, executor)
+    progress, stopped = train_all(grid, todo, opts, executor)
     if stopped:
         print(f'stopped by {signal.Signals(stopped).name}: the running runs saved a checkpoint; '
               f'the same command again resumes them', flush=True)

@@ -1,9 +1,9 @@
 """
 Tests of sweep.py on config/tiny_grid.py (2 variants x 2 seeds, 30 steps): a dry run lists a grid and
-writes nothing; a sweep trains, evaluates and plots; a sweep stopped by SIGINT resumes with the same
-command and ends with the same eval.json files as an uninterrupted one; a run whose train.py is killed
-by SIGKILL is reported, the sweep carries on, and the next sweep resumes the run from its checkpoint;
-the grid runs through submitit's local executor.
+writes nothing; a sweep trains, evaluates each run in its slot, and plots; a sweep stopped by SIGINT
+resumes with the same command and ends with the same eval.json files as an uninterrupted one; a run
+whose train.py is killed by SIGKILL is reported, the sweep carries on, and the next sweep resumes the
+run from its checkpoint; the grid runs through submitit's local executor.
 
     python -m pytest -q test_sweep.py
 
@@ -203,6 +203,11 @@ def test_sweep_trains_evaluates_and_plots(reference):
         assert os.path.isfile(os.path.join(run.directory, 'eval.json'))
         assert f'done {run.directory}: val_err {float(val_errs(run.directory)[-1][1]):.4g}' in stdout
     assert '[4/4] done' in stdout and 'mean ± std over seeds' in stdout  # eval_extrapolation's table
+    # each run was scored in its slot once trained (its output in train.out): the end only reuses
+    assert stdout.count('(reused: loop sweep') == 4 and ' on cpu: loop sweep' not in stdout
+    for run in runs:
+        with open(os.path.join(run.directory, 'train.out')) as f:
+            assert 'mean ± std over seeds' in f.read()
     for fig in ('performance', 'loss_comparison', 'extrapolation', 'error_vs_examples'):
         assert f'{out}/figures/tiny/{fig}.png' in stdout
         assert os.path.isfile(out / 'figures' / 'tiny' / f'{fig}.svg')
@@ -249,10 +254,12 @@ def test_sigint_stops_and_the_same_command_resumes(reference, tmp_path):
     finally:
         signal.signal(signal.SIGINT, previous)
     assert code == 128 + signal.SIGINT, stdout
-    assert 'stopped by SIGINT' in stdout and not list(out.glob('*/eval.json'))  # no evaluation
+    assert 'stopped by SIGINT' in stdout
     # the signal reached train.py, which saved a checkpoint and stopped: a run is left half done
     steps = [ckpt_iter(d) for d in dirs]
     assert MAX_ITERS in steps and any(s is not None and s < MAX_ITERS for s in steps), steps
+    for d, step in zip(dirs, steps):  # only a trained run may have been scored in its slot
+        assert step == MAX_ITERS or not os.path.isfile(os.path.join(d, 'eval.json')), d
     mtimes = [os.stat(os.path.join(d, 'ckpt.pt')).st_mtime_ns if s else None
               for d, s in zip(dirs, steps)]
     logs = [log_rows(d) for d in dirs]
