@@ -11,9 +11,9 @@ is a variant, extra variants, the seeds, eval_extrapolation.py's flags and the f
 `python train.py <config files> --key=value ... --seed=S --out_dir=OUT` in a process of its own,
 its output appended to train.out and train.err in its run directory, which train.py names: a run
 started by hand is found, resumed or skipped like any other. Ctrl-C (or SIGTERM) stops the running
-runs after their current step with a checkpoint saved; the same command again resumes them. Here,
-eval_extrapolation.py scores each run in its slot as soon as it is trained, so a sweep cut short
-leaves its finished runs evaluated. At the end it goes over all the finished runs (reusing the
+runs after their current step with a checkpoint saved; the same command again resumes them. Without
+--cluster, eval_extrapolation.py scores each run in its slot as soon as it is trained, so a sweep cut
+short leaves its finished runs evaluated. At the end it goes over all the finished runs (reusing the
 eval.json files that are up to date) and prints the summary table, and plot.py draws the grid's
 figures into FIGURES/<experiment>/<plot>/.
 --cluster=slurm submits the runs as a SLURM job array through submitit (pip install submitit), at

@@ -1,4 +1,4 @@
-"""Tests for nanoloop: python -m pytest -q"""
+"""Tests for nanoloop: python -m pytest -q -n 2 --dist loadfile (the README's command)"""
 
 import contextlib
 import math
