@@ -274,6 +274,24 @@ def group_runs(configs, names=None):
     return list(zip(labels, groups.values()))
 
 
+def split_list(text):
+    """'a;b' or 'a,b' -> ['a', 'b']: at ';' where the text holds one (variant names hold ',')."""
+    return [s.strip() for s in text.split(';' if ';' in text else ',') if s.strip()]
+
+
+def rename_variants(groups, labels):
+    """group_runs' [(label, idx)] with the renames of a --labels text (old=new, split at ; or ,).
+    An old name that is no variant's is a ConfigError listing the variants."""
+    rename = {}
+    for entry in split_list(labels):
+        old, eq, new = entry.rpartition('=')
+        if not eq or old not in [label for label, _ in groups]:
+            raise ConfigError(f'--labels: {entry!r} names no variant (write old=new); the variants are: '
+                              f'{"; ".join(label for label, _ in groups)}')
+        rename[old] = new
+    return [(rename.get(label, label), idx) for label, idx in groups]
+
+
 def read_json(path):
     """A JSON file, or a one-line ConfigError naming it."""
     try:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from configurator import (ConfigError, check_device, exit_on_errors, fail, find_runs, group_runs, parse,
-                          read_defaults, read_json)
+                          read_defaults, read_json, rename_variants)
 from data import first_k, least_squares, make_generator, validation_set
 from model import load_model
 
@@ -38,6 +38,7 @@ full_context = False     # run a truncated model on the full context (n_keep = 0
 device = 'auto'          # auto | cpu | cuda | cuda:N | mps
 gd_steps = 10            # steps of the gradient descent baseline
 reuse = True             # keep an eval.json made with these settings from this very checkpoint
+labels = ''              # rename the summary's variants: old=new, split at ; or , (as plot.py's)
 # end of defaults
 # -----------------------------------------------------------------------------
 DEFAULTS, HELPS = read_defaults(__file__, '# defaults', '# end of defaults')
@@ -199,8 +200,9 @@ def fmt(values):
     return f'{values.mean():.4g} ± {values.std(ddof=1):.2g}' if len(values) > 1 else f'{values.mean():.4g}'
 
 
-def print_summary(results, names):
-    """One line per variant: query error at b_train, at b = 50 and at max_loops (all N examples), and at a few k."""
+def print_summary(results, variants):
+    """One line per variant [(label, indices into results)]: query error at b_train, at b = 50 and at
+    max_loops (all N examples), and at a few k."""
     configs = [r['config'] for r in results]
     N, d = configs[0]['n_points'], configs[0]['n_dims']
     ks = sorted({max(1, d // 2), d, 2 * d, N} & set(range(N + 1)))
@@ -212,7 +214,7 @@ def print_summary(results, names):
     header = (['variant', 'seeds', 'b_train', 'at b_train'] + [f'at b={b}' for b in dict.fromkeys(loops)]
               + [f'k={k} at b_train' for k in ks])
     rows = [header]
-    for label, idx in group_runs(configs, names):
+    for label, idx in variants:
         rs = [results[i] for i in idx]
         b = rs[0]['b_train']
         row = [label, str(len(rs)), str(b)]
@@ -294,6 +296,8 @@ def main(argv):
                 raise ConfigError(f'{run}: no ckpt.pt to evaluate, and its eval.json was made with other '
                                   f'settings (--max_loops, --n_prompts, --seed, ...) than these')
             models.append((None, None, None))
+        configs = [config or committed[run]['config'] for run, (_, config, _) in zip(runs, models)]
+        variants = rename_variants(group_runs(configs, runs), opts['labels'])
     except ConfigError as err:
         fail(err)
 
@@ -330,7 +334,7 @@ def main(argv):
         print(f'{path}: error at b_train={b} {at_b}, at b={B} {err[B - 1]:.4g} ({how}: loop sweep '
               f'{seconds["loop_sweep"]:.1f}s, k sweep {seconds["k_sweep"]:.1f}s)', flush=True)
         results.append(result)
-    print_summary(results, runs)
+    print_summary(results, variants)
 
 
 if __name__ == '__main__':

@@ -29,7 +29,7 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 from configurator import (ConfigError, exit_on_errors, fail, find_runs, group_runs, parse, read_defaults,
-                          read_json)
+                          read_json, rename_variants, split_list)
 
 # -----------------------------------------------------------------------------
 # defaults
@@ -94,10 +94,6 @@ def check_eval(ev):
     for value in (ev['b_train'], *(ev['eval'][k] for k in settings)):
         if type(value) is not int:
             raise TypeError(f'{value!r} where an integer belongs')
-
-
-def split_list(text):
-    return [s.strip() for s in text.split(';' if ';' in text else ',') if s.strip()]
 
 
 def wrap(label, width=40):
@@ -314,29 +310,20 @@ def plot_error_vs_examples(variants, out):
 
 def select_variants(runs, only, labels):
     """Group the runs into variants, keep those whose label holds one of the strings in `only` (all if empty),
-    label the kept ones by what differs among them alone, then apply the renames `labels` (old=new).
+    label the kept ones by what differs among them alone, then apply the renames of the text `labels`.
     Returns (kept runs, [(label, indices into the kept runs)])."""
     def groups_of(runs):
         return group_runs([r['config'] for r in runs], [r['dir'] for r in runs])
-
-    def listing(groups):
-        return '; '.join(label for label, _ in groups)
 
     groups = groups_of(runs)
     if only:
         kept = [i for label, idx in groups if any(s in label for s in only) for i in idx]
         if not kept:
-            raise ConfigError(f'--only={";".join(only)!r} keeps no variant; the variants are: {listing(groups)}')
+            raise ConfigError(f'--only={";".join(only)!r} keeps no variant; the variants are: '
+                              f'{"; ".join(label for label, _ in groups)}')
         runs = [runs[i] for i in kept]
         groups = groups_of(runs)
-    rename = {}
-    for entry in labels:
-        old, eq, new = entry.rpartition('=')
-        if not eq or old not in [label for label, _ in groups]:
-            raise ConfigError(f'--labels: {entry!r} names no variant (write old=new); the variants are: '
-                              f'{listing(groups)}')
-        rename[old] = new
-    return runs, [(rename.get(label, label), idx) for label, idx in groups]
+    return runs, rename_variants(groups, labels)
 
 
 def main(argv):
@@ -345,7 +332,7 @@ def main(argv):
         if not patterns:
             raise ConfigError('name the run directories: python plot.py out/RUN [out/RUN ...] --out=figures/')
         runs = [load_run(p) for p in find_runs(patterns, 'config.json')]
-        runs, variants = select_variants(runs, split_list(opts['only']), split_list(opts['labels']))
+        runs, variants = select_variants(runs, split_list(opts['only']), opts['labels'])
         if os.path.exists(opts['out']) and not os.path.isdir(opts['out']):
             raise ConfigError(f'--out={opts["out"]!r} is a file, not a folder')
         os.makedirs(opts['out'], exist_ok=True)

@@ -571,9 +571,16 @@ def evaluate_and_plot(grid, runs, plots, opts):
     failures, wrote = 0, []
     if opts['evaluate']:
         flags = eval_args(grid, opts)
+        try:  # the grid's labels name the summary's rows, as they name the figures' variants
+            labels = labels_flag(done, [configurator.read_json(os.path.join(r.directory, 'config.json'))
+                                        for r in done])
+        except ConfigError as err:
+            print(f'evaluate: {err}: the summary keeps the variants\' own names')
+            labels = []
+        named = "; --labels: the grid's" if labels else ''
         print(f'\nevaluating: {command("eval_extrapolation", ["RUN...", *flags])}  '
-              f'(RUN...: the {len(done)} finished runs)', flush=True)
-        args = [r.directory for r in done] + flags
+              f'(RUN...: the {len(done)} finished runs{named})', flush=True)
+        args = [r.directory for r in done] + flags + labels
         failures += subprocess.call([sys.executable, SCRIPTS['eval_extrapolation'], *args]) != 0
     for name, chosen in plots.items() if opts['plot'] else []:
         chosen = [r for r in chosen if r in done]

@@ -183,6 +183,18 @@ def test_eval_takes_a_committed_eval_json_without_its_checkpoint(runs, tmp_path,
     assert exit.value.code == 2 and 'no ckpt.pt to evaluate' in capsys.readouterr().err
 
 
+def test_eval_labels_name_the_summary_rows(runs, capsys):
+    eval_extrapolation.main([*runs, *EVAL, '--labels=tiny_s1=two seeds'])
+    rows = capsys.readouterr().out.splitlines()
+    assert any(row.startswith('two seeds ') for row in rows)
+    assert not any(row.startswith('tiny_s1') for row in rows)
+    before = {f: os.path.getmtime(os.path.join(runs[0], f)) for f in os.listdir(runs[0])}
+    with pytest.raises(SystemExit) as exit_info:
+        eval_extrapolation.main([*runs, *EVAL, '--labels=nope=x', '--reuse=False'])
+    assert exit_info.value.code == 2 and capsys.readouterr().err.startswith("error: --labels: 'nope=x'")
+    assert {f: os.path.getmtime(os.path.join(runs[0], f)) for f in os.listdir(runs[0])} == before
+
+
 @pytest.mark.parametrize('dtype', [torch.float64, torch.bfloat16])
 def test_checkpoint_saved_in_another_dtype(runs, tmp_path, dtype):
     src, dst = runs[0], str(tmp_path / 'converted')
@@ -245,11 +257,11 @@ def test_only_relabels_the_kept_variants():
     """--only keeps variants by their full label, then labels them by what differs among the kept ones."""
     runs = [{'config': {'pos_emb': pe, 'n_loops': b, 'seed': seed}, 'dir': f'out/{pe},{b},{seed}'}
             for pe in ('none', 'learned') for b in (1, 5) for seed in (1, 2)]
-    kept, variants = plot.select_variants(runs, ['n_loops=5'], [])
+    kept, variants = plot.select_variants(runs, ['n_loops=5'], '')
     assert [label for label, _ in variants] == ['pos_emb=none', 'pos_emb=learned']
     assert [sorted(kept[i]['config']['seed'] for i in idx) for _, idx in variants] == [[1, 2], [1, 2]]
     assert all(kept[i]['config']['n_loops'] == 5 for _, idx in variants for i in idx)
-    _, variants = plot.select_variants(runs, [], ['pos_emb=none, n_loops=1=plain'])
+    _, variants = plot.select_variants(runs, [], 'pos_emb=none, n_loops=1=plain;')  # ';': names hold ','
     assert [label for label, _ in variants][0] == 'plain' and len(variants) == 4
 
 

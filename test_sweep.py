@@ -15,6 +15,7 @@ import contextlib
 import csv
 import json
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -214,6 +215,7 @@ def test_sweep_trains_evaluates_and_plots(reference):
     with open(out / 'figures' / 'tiny' / 'performance.svg') as f:
         svg = f.read()  # the grid's labels reached the legend
     assert 'learned PE' in svg and 'no PE' in svg
+    assert re.search(r'^learned PE +2 ', stdout, re.M)  # and the summary table's rows
 
 
 def test_committed_results_without_checkpoints_count_as_done(reference, tmp_path):
