@@ -528,23 +528,30 @@ def plot_groups(grid, runs, path):
 
 
 def labels_flag(runs, configs):
-    """plot.py's --labels for the grid's labels. plot.py names a variant by the config keys that
-    differ between the variants it is given, so the old names are computed as it computes them."""
+    """plot.py's and eval_extrapolation.py's --labels for the grid's labels. They name a variant by the
+    config keys that differ between the variants given, so the old names are computed as they do."""
     dirs = [os.path.normpath(r.directory) for r in runs]
     renames = [f'{old}={runs[idx[0]].label}' for old, idx in configurator.group_runs(configs, dirs)
                if runs[idx[0]].label and runs[idx[0]].label != old]
     return [f'--labels={";".join(renames)};'] if renames else []  # a ';' always: old names hold ','
 
 
+def saved_labels_flag(runs):
+    """labels_flag over the configs the runs saved (config.json), which plot.py and
+    eval_extrapolation.py group by; a ConfigError if one is unreadable."""
+    return labels_flag(runs, [configurator.read_json(os.path.join(r.directory, 'config.json'))
+                              for r in runs])
+
+
 def plot_one(grid, name, runs, opts):
     """plot.py for one of the grid's figures: (its .png paths, whether it failed)."""
     folder = os.path.join(opts['figures'], grid['experiment'], name)
     try:
-        configs = [configurator.read_json(os.path.join(r.directory, 'config.json')) for r in runs]
+        labels = saved_labels_flag(runs)
     except ConfigError as err:
         print(f'plot {name or grid["experiment"]}: {err}')
         return [], True
-    args = [r.directory for r in runs] + [f'--out={folder}'] + labels_flag(runs, configs)
+    args = [r.directory for r in runs] + [f'--out={folder}'] + labels
     result = subprocess.run([sys.executable, SCRIPTS['plot'], *args], capture_output=True, text=True)
     wrote = []
     for line in (result.stdout + result.stderr).splitlines():  # the figures' paths are listed last
@@ -572,8 +579,7 @@ def evaluate_and_plot(grid, runs, plots, opts):
     if opts['evaluate']:
         flags = eval_args(grid, opts)
         try:  # the grid's labels name the summary's rows, as they name the figures' variants
-            labels = labels_flag(done, [configurator.read_json(os.path.join(r.directory, 'config.json'))
-                                        for r in done])
+            labels = saved_labels_flag(done)
         except ConfigError as err:
             print(f'evaluate: {err}: the summary keeps the variants\' own names')
             labels = []
