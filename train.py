@@ -92,9 +92,10 @@ beta1 = 0.9              # AdamW's
 beta2 = 0.999            # AdamW's
 grad_clip = 1.0          # clip the gradient's norm to this (0: no clipping)
 # learning rate schedule
-lr_schedule = 'constant'  # constant | cosine (down to min_lr at max_iters)
+lr_schedule = 'constant'  # constant | cosine (down to min_lr at max_iters) | wsd (hold, then cosine down)
 warmup_iters = 500       # linear warmup over this many steps
-min_lr = 5e-5            # where cosine ends
+decay_iters = 2000       # wsd only: the cosine down to min_lr takes the last this many steps
+min_lr = 5e-5            # where cosine and wsd end
 # system
 seed = 42                # model init, prompts, truncation draws
 device = 'auto'          # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps
@@ -105,7 +106,7 @@ compile = False          # torch.compile the model (one graph for the loop, CUDA
 DEFAULTS, HELPS = read_defaults(__file__, '# defaults:', '# end of defaults')
 CHOICES = {'init_from': ('scratch', 'resume'), 'task': TASKS, 'pos_emb': POS_EMBS, 'attention': ATTENTIONS,
            'inject': INJECTS, 'loss_on': LOSS_ONS, 'select': SELECTS, 'n_keep_schedule': SCHEDULES,
-           'lr_schedule': ('constant', 'cosine'), 'dtype': ('auto', 'float32', 'bfloat16')}
+           'lr_schedule': ('constant', 'cosine', 'wsd'), 'dtype': ('auto', 'float32', 'bfloat16')}
 # log.csv, a row per evaluation: val_loss and val_err at the final d = n_dims and N = n_points,
 # val_err_k2d there on the first 2d examples only, val_err_now at the curricula's current d and N;
 # d, N, b: where the curricula stand (the prompts trained on), b also the loops every val_ is taken at
@@ -135,7 +136,7 @@ def check_config(c):
         need(1 <= c['sparsity'] <= c['n_dims'], 'sparsity', f'must be in 1..n_dims={c["n_dims"]}')
     need(c['learning_rate'] > 0, 'learning_rate', 'must be positive')
     need(0 <= c['min_lr'] <= c['learning_rate'], 'min_lr', 'must be in [0, learning_rate]')
-    for key in ('warmup_iters', 'grad_clip', 'weight_decay'):
+    for key in ('warmup_iters', 'decay_iters', 'grad_clip', 'weight_decay'):
         need(c[key] >= 0, key, 'must be at least 0')
     need(0 <= c['beta1'] < 1, 'beta1', 'must be in [0, 1)')
     need(0 <= c['beta2'] < 1, 'beta2', 'must be in [0, 1)')
@@ -170,7 +171,9 @@ def get_lr(it, c):
         return c.learning_rate * (it + 1) / (c.warmup_iters + 1)
     if c.lr_schedule == 'constant':
         return c.learning_rate
-    progress = min(1.0, (it - c.warmup_iters) / max(1, c.max_iters - c.warmup_iters))
+    # wsd holds the peak while the curricula grow the task, and decays only at the end
+    start = c.warmup_iters if c.lr_schedule == 'cosine' else c.max_iters - c.decay_iters
+    progress = min(1.0, max(0.0, (it - start) / max(1, c.max_iters - start)))
     return c.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (c.learning_rate - c.min_lr)
 
 
