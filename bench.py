@@ -131,7 +131,7 @@ def bench(c, warmup, steps, lockstep=False):
         'gflops_per_s': round(flops / step_s / 1e9, 2),
         'step_ms': round(1000 * step_s, 2),  # median
         'step_ms_min_max': [round(1000 * min(times[warmup:]), 2), round(1000 * max(times[warmup:]), 2)],
-        'cpu_ms': round(1000 * statistics.median(cpu_times[warmup:]), 2),  # all threads, spin-waiting included
+        'cpu_ms': round(1000 * statistics.median(cpu_times[warmup:]), 2),  # all threads, spin-waits included
         'first_step_s': round(times[0], 3),  # includes compilation when compile=True
         'device': str(device) if device.type != 'cuda' else torch.cuda.get_device_name(device),
         'dtype': dtype_name,
@@ -172,7 +172,8 @@ def run_compare(train_args, opts, variants):
 def main(argv):
     if '--help' in argv or '-h' in argv:
         print(help_text(__doc__, BENCH_DEFAULTS, BENCH_HELPS))
-        print('\n' + help_text("train.py's flags, which set the config to time:", train.DEFAULTS, train.HELPS))
+        usage = "train.py's flags, which set the config to time:"
+        print('\n' + help_text(usage, train.DEFAULTS, train.HELPS))
         sys.exit(0)
     try:
         opts, train_args = split_args(argv)

@@ -3,16 +3,16 @@ The command line every script shares: `--key=value` flags and config files check
 types (no exec), `--help` read from the comments beside the defaults, one-line usage errors, the device,
 and the names of run directories. Imports no torch at load time, so plot.py stays light.
 
-    defaults, helps = read_defaults(__file__)     # a script's `name = value  # meaning` lines
+    defaults, helps = read_defaults(__file__, '# defaults', '# end of defaults')  # `name = value  # meaning`
     config, base, stems = parse(sys.argv[1:], defaults, choices, usage=__doc__, helps=helps)
 """
 
 import ast
-import atexit
 import contextlib
 import difflib
 import glob
 import json
+import math
 import os
 import re
 import runpy
@@ -24,33 +24,28 @@ class ConfigError(Exception):
     """A bad flag, config file or input file: reported in one line, exit code 2, nothing written."""
 
 
-def fail(err):
+def fail(err, code=2):
     print(f'error: {err}', file=sys.stderr)
-    sys.exit(2)
+    sys.exit(code)
 
 
 def exit_on_errors():
-    """Make an I/O error that no code caught (a full disk, a closed pipe, a file gone) or a ConfigError
-    end the script with one `error:` line and exit code 2, and Ctrl-C with one line and 130: a script
-    run by hand or by a sweep never ends in a traceback for a fault of its surroundings. Code bugs
-    still print their traceback."""
+    """An I/O error no code caught (a full disk, a closed pipe, a file gone) or a ConfigError ends the
+    script with one `error:` line and exit code 2, Ctrl-C with one line and 130: a script never ends in a
+    traceback for a fault of its surroundings. Code bugs still print theirs."""
     def hook(kind, err, tb):
+        if issubclass(kind, BrokenPipeError):  # the reader is gone: the flush at exit must not fail again
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            err = 'the output was closed before the end (broken pipe)'
         if issubclass(kind, KeyboardInterrupt):
             message, code = 'stopped by Ctrl-C', 130
-        elif issubclass(kind, BrokenPipeError):
-            message, code = 'error: the output was closed before the end (broken pipe)', 2
-            try:  # stdout's reader is gone: the flush at exit must not fail again
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            except (OSError, ValueError):
-                pass
         elif issubclass(kind, (OSError, ConfigError)):
             message, code = f'error: {err}', 2
         else:
             return sys.__excepthook__(kind, err, tb)
-        try:
+        with contextlib.suppress(OSError, ValueError):  # stderr may be gone too: the exit code says it
             print(message, file=sys.stderr)
-        except (OSError, ValueError):
-            pass  # stderr is gone too: the exit code still says it
         sys.exit(code)
     sys.excepthook = hook
 
@@ -58,28 +53,19 @@ def exit_on_errors():
 # -----------------------------------------------------------------------------
 # defaults and their help, from the script that holds them
 
-def read_defaults(path, start=None, end=None):
-    """{name: value}, {name: comment} of the module-level `name = literal  # comment` lines of a file,
-    between the lines that hold `start` and `end` (markers) if given. The one source of both the
-    defaults and --help, so the two cannot drift apart."""
+def read_defaults(path, start, end):
+    """{name: value}, {name: comment} of the module-level `name = literal  # comment` lines of a file
+    between the lines that hold the markers `start` and `end`. The one source of both the defaults and
+    --help, so the two cannot drift apart."""
     with open(path) as f:
-        lines = f.read().splitlines()
-    if start is not None:
-        first = next(i for i, line in enumerate(lines) if start in line)
-        last = next(i for i, line in enumerate(lines) if i > first and end in line)
-        lines = lines[first:last]
+        text = f.read()
     defaults, helps = {}, {}
-    for line in lines:
-        m = re.match(r"^(\w+)\s*=\s*(.+?)(?:\s+#\s*(.*))?$", line)
-        if not m or m.group(1).startswith('_') or m.group(1).isupper():
-            continue
-        try:
+    for line in text[text.index(start):text.index(end, text.index(start))].splitlines():
+        m = re.match(r"^([a-z]\w*)\s*=\s*(.+?)(?:\s+#\s*(.*))?$", line)
+        with contextlib.suppress(ValueError, SyntaxError, AttributeError):
             value = ast.literal_eval(m.group(2))
-        except (ValueError, SyntaxError):
-            continue
-        if type(value) in (int, float, bool, str):
-            defaults[m.group(1)] = value
-            helps[m.group(1)] = m.group(3) or ''
+            if type(value) in (int, float, bool, str):
+                defaults[m.group(1)], helps[m.group(1)] = value, m.group(3) or ''
     return defaults, helps
 
 
@@ -97,46 +83,26 @@ def help_text(usage, defaults, helps, choices=None):
 # -----------------------------------------------------------------------------
 # flags and config files
 
-def coerce(key, value, source, defaults, choices):
-    default = defaults[key]
-    if isinstance(value, str) and not isinstance(default, str):
-        if isinstance(default, bool) and value.lower() in ('true', 'false'):
-            return value.lower() == 'true'
-        raise ConfigError(f'{source}: {key} takes {type(default).__name__}, got {value!r}')
-    if isinstance(default, bool) and not isinstance(value, bool):
-        raise ConfigError(f'{source}: {key} takes True or False, got {value!r}')
-    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)  # an int where a float is expected is fine
-    if type(value) is not type(default):
-        raise ConfigError(f'{source}: {key} takes {type(default).__name__}, got {value!r}')
-    if isinstance(value, float) and value != value or value in (float('inf'), float('-inf')):
-        raise ConfigError(f'{source}: {key} must be a finite number, got {value!r}')
-    if key in choices and value not in choices[key]:
-        raise ConfigError(f'{source}: {key} must be one of {" | ".join(choices[key])}, got {value!r}')
-    return value
-
-
 def set_value(config, key, value, source, defaults, choices):
+    """config[key] = value, checked against the default's type (an int where a float is expected is
+    fine; 'true'/'false' for a bool) and the key's choices."""
     if key not in defaults:
         close = difflib.get_close_matches(key, defaults, n=3)
         hint = f' (did you mean {", ".join(close)}?)' if close else ''
         raise ConfigError(f'{source}: unknown key {key!r}{hint}')
-    config[key] = coerce(key, value, source, defaults, choices)
-
-
-def parse_flag(arg, config, defaults, choices):
-    """Apply one --key=value: the value read as a Python literal, or else as a bare word."""
-    key, eq, raw = arg[2:].partition('=')
-    if not eq:
-        raise ConfigError(f'--{key}: write flags as --{key}=value (--help lists them)')
-    if isinstance(defaults.get(key), str):
-        value = raw  # a string flag takes the text as it is (--run_name=123 is the name '123')
-    else:
-        try:
-            value = ast.literal_eval(raw)
-        except (ValueError, SyntaxError):
-            value = raw  # reported by coerce as the wrong type
-    set_value(config, key, value, f'--{key}', defaults, choices)
+    default = defaults[key]
+    if isinstance(default, bool) and isinstance(value, str) and value.lower() in ('true', 'false'):
+        value = value.lower() == 'true'
+    if isinstance(default, float) and type(value) is int:
+        value = float(value)
+    if type(value) is not type(default):
+        kind = 'True or False' if isinstance(default, bool) else type(default).__name__
+        raise ConfigError(f'{source}: {key} takes {kind}, got {value!r}')
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f'{source}: {key} must be a finite number, got {value!r}')
+    if key in choices and value not in choices[key]:
+        raise ConfigError(f'{source}: {key} must be one of {" | ".join(choices[key])}, got {value!r}')
+    config[key] = value
 
 
 def run_python_file(path, what='config file'):
@@ -151,13 +117,6 @@ def run_python_file(path, what='config file'):
             if not k.startswith('_') and not callable(v) and type(v).__name__ != 'module'}
 
 
-def read_config_file(path, config, base, defaults, choices):
-    """A config file is Python that assigns some of the defaults' names."""
-    for key, value in run_python_file(path).items():
-        set_value(config, key, value, path, defaults, choices)
-        base[key] = config[key]
-
-
 def parse(argv, defaults, choices=None, usage='', helps=None, files=True):
     """Defaults, then each config file (if files) or --key=value in order; --help prints and exits 0.
     Returns (config, base, stems, positional): base is what the config files alone make of the defaults,
@@ -168,10 +127,19 @@ def parse(argv, defaults, choices=None, usage='', helps=None, files=True):
         sys.exit(0)
     config, base, stems, positional = dict(defaults), dict(defaults), [], []
     for arg in argv:
-        if arg.startswith('--'):
-            parse_flag(arg, config, defaults, choices)
-        elif files:
-            read_config_file(arg, config, base, defaults, choices)
+        if arg.startswith('--'):  # --key=value: a Python literal, or else a bare word
+            key, eq, raw = arg[2:].partition('=')
+            if not eq:
+                raise ConfigError(f'--{key}: write flags as --{key}=value (--help lists them)')
+            value = raw  # a string flag takes the text as it is (--run_name=123 is the name '123')
+            if not isinstance(defaults.get(key), str):
+                with contextlib.suppress(ValueError, SyntaxError):
+                    value = ast.literal_eval(raw)
+            set_value(config, key, value, f'--{key}', defaults, choices)
+        elif files:  # a config file: Python that assigns some of the defaults' names
+            for key, value in run_python_file(arg).items():
+                set_value(config, key, value, arg, defaults, choices)
+                base[key] = config[key]
             stems.append(os.path.splitext(os.path.basename(arg))[0])
         else:
             positional.append(arg)
@@ -181,25 +149,17 @@ def parse(argv, defaults, choices=None, usage='', helps=None, files=True):
 # -----------------------------------------------------------------------------
 # the device (torch is imported here, not at load time)
 
-def resolve_device(name):
-    import torch
-    if name != 'auto':
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device('cuda')
-    if torch.backends.mps.is_available():
-        return torch.device('mps')
-    return torch.device('cpu')
-
-
 def check_device(name):
-    """The torch.device a --device value names, or a ConfigError if it is malformed or not here."""
+    """The torch.device a --device value names (auto: cuda, then mps, then cpu), or a ConfigError if it
+    is malformed or not here."""
     import torch
+    available = {'cpu': True, 'cuda': torch.cuda.is_available(), 'mps': torch.backends.mps.is_available()}
+    if name == 'auto':
+        name = next(kind for kind in ('cuda', 'mps', 'cpu') if available[kind])
     try:
-        device = resolve_device(name)
+        device = torch.device(name)
     except RuntimeError:
         raise ConfigError(f'--device={name!r}: use auto, cpu, cuda, cuda:N or mps') from None
-    available = {'cpu': True, 'cuda': torch.cuda.is_available(), 'mps': torch.backends.mps.is_available()}
     if not available.get(device.type, False):
         raise ConfigError(f'--device={name!r}: not available here (use auto, cpu, cuda, cuda:N or mps)')
     if device.type == 'cuda' and (device.index or 0) >= torch.cuda.device_count():
@@ -212,7 +172,8 @@ def check_device(name):
 
 # what changes where, how fast or how long a run runs, not what it computes: left out of the run's name
 NOT_IN_NAME = ('out_dir', 'run_name', 'eval_interval', 'log_interval', 'init_from', 'overwrite', 'device',
-               'compile', 'seed', 'max_iters', 'checkpoint_loops')
+               'compile', 'seed', 'max_iters', 'checkpoint_loops', 'wandb_log', 'wandb_project',
+               'wandb_run_name')
 
 
 def run_dir(config, base, stems):
@@ -231,13 +192,6 @@ def run_dir(config, base, stems):
 def shell_command(script, args):
     """`python script args...` as one would type it, quoted for the shell."""
     return ' '.join(shlex.quote(a) for a in ['python', script, *args])
-
-
-def command_line(script, argv):
-    """The command that continues a run, quoted for the shell, with one --init_from=resume (and no
-    --overwrite, which a resumed run ignores but which reads as a threat to the run it continues)."""
-    args = [a for a in argv if not a.startswith(('--init_from=', '--overwrite='))]
-    return shell_command(script, args + ['--init_from=resume'])
 
 
 def find_runs(patterns, need):
@@ -299,100 +253,3 @@ def read_json(path):
             return json.load(f)
     except (OSError, ValueError) as err:
         raise ConfigError(f'{path} is not readable JSON ({type(err).__name__}: {err})') from None
-
-
-# -----------------------------------------------------------------------------
-# a run directory: written whole, owned by one process at a time
-
-def write_file(path, write):
-    """write(f) into path through a temporary file and a rename: a reader never sees half a file."""
-    try:
-        with open(path + '.tmp', 'w', newline='') as f:
-            write(f)
-        os.replace(path + '.tmp', path)
-    except OSError as err:
-        if os.path.exists(path + '.tmp'):
-            os.remove(path + '.tmp')
-        raise ConfigError(f'cannot write {path}: {err}') from None
-
-
-def take_lock(directory):
-    """One process per run directory: a lock file holding its PID, made whole in one step (a link to
-    a file already written), so that a process starting at the same moment never reads it empty. The
-    lock of a process that is gone (SIGKILL, a crash of the machine) is taken over; so is one holding
-    our own PID, which can only be a dead process's whose PID came round again."""
-    path, mine = os.path.join(directory, 'lock'), os.path.join(directory, f'lock.{os.getpid()}')
-    with open(mine, 'w') as f:
-        f.write(str(os.getpid()))
-    try:
-        for _ in range(3):
-            try:
-                make_lock(mine, path)
-                # on every exit but SIGKILL, whose lock the next owner takes over
-                atexit.register(release_lock, path)
-                return
-            except FileExistsError:
-                owner = read_lock(path)
-            if owner is not None and owner != os.getpid() and process_alive(owner):
-                raise ConfigError(f'{directory} is in use by process {owner} '
-                                  f'(if it is not, remove {path})')
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(path)  # its owner is gone
-        raise ConfigError(f'cannot lock {directory}: {path} keeps coming back')
-    finally:
-        os.remove(mine)
-
-
-def make_lock(mine, path):
-    """path, holding our PID, or FileExistsError: a hard link to the file `mine`, already written;
-    where the filesystem has no hard links, created empty and then written (as most locks are)."""
-    try:
-        os.link(mine, path)
-    except FileExistsError:
-        raise
-    except OSError:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        os.write(fd, str(os.getpid()).encode())
-        os.close(fd)
-
-
-def read_lock(path):
-    """The PID in a lock file, or None if it is gone or holds no number."""
-    try:
-        with open(path) as f:
-            pid = int(f.read().strip())
-    except (OSError, ValueError):
-        return None
-    return pid if pid > 0 else None  # kill(0 or less) would signal a whole group: never a PID here
-
-
-def process_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, OverflowError):
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True
-
-
-def release_lock(path):
-    """Remove the lock if it is still ours (never one another process has taken over since)."""
-    if read_lock(path) == os.getpid():
-        with contextlib.suppress(OSError):
-            os.remove(path)
-
-
-def check_writable(directory):
-    """A ConfigError unless the run directory is one, or can be made: its nearest existing ancestor
-    must be a directory this process may write in. Checked before any work, so that a mistyped
-    --out_dir ends in one line, not in a traceback after the model is built."""
-    if os.path.exists(directory) and not os.path.isdir(directory):
-        raise ConfigError(f'{directory} exists and is not a directory')
-    parent = os.path.abspath(directory)
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent):
-        raise ConfigError(f'cannot make {directory}: {parent} is a file, not a directory')
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f'cannot make or write {directory}: no permission to write in {parent}')

@@ -8,11 +8,10 @@ prompt re-injected at every loop, read out at the x tokens.
     y^(t) = read_out(h_t) at the x tokens
 
 Reading order: attention, MLP, block, config, model (embedding, loop, truncation, loss), then the
-optimizer, FLOPs and checkpoints that train.py uses.
+optimizer and FLOPs that train.py uses, and loading a trained model.
 """
 
 import math
-import os
 from dataclasses import dataclass
 
 import torch
@@ -21,6 +20,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 
 from configurator import ConfigError
+from rundir import load_checkpoint
 
 POS_EMBS = ('none', 'learned', 'sinusoidal', 'type')
 INJECTS = ('add', 'none', 'concat', 'gated')
@@ -109,7 +109,7 @@ class LoopedGPTConfig:
     attention: str = 'sdpa'   # sdpa | manual
     inject: str = 'add'       # add | none | concat | gated
     n_loops: int = 10         # b: loops at training time (the truncation schedule counts in these)
-    loss_window: int = 0      # the last loss_window loops (0: all) are read out, carry gradient, enter the loss
+    loss_window: int = 0      # the last loss_window loops (0: all): read out, carry gradient, in the loss
     loss_on: str = 'all'      # all x positions, or the query only
     n_keep: int = 0           # examples kept after the cut; 0 keeps all
     select: str = 'first'     # first | random | last | shuffle
@@ -254,7 +254,8 @@ class LoopedGPT(nn.Module):
         B, P, _ = xs.shape
         n_examples = P - 1
         if scores is None:
-            assert c.select in ('first', 'last') or not 0 < n_keep < n_examples, f'select={c.select} needs scores'
+            assert c.select in ('first', 'last') or not 0 < n_keep < n_examples, \
+                f'select={c.select} needs scores'
             scores = xs.new_zeros(B, n_examples)
 
         e = self.embed(xs, ys)  # (B, L, C)
@@ -341,43 +342,6 @@ def autocast(device, dtype):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16), dtype
 
 
-# -----------------------------------------------------------------------------
-# checkpoints: written whole or not at all, read back without running code
-
-CKPT_VERSION = 2
-
-
-def save_checkpoint(path, state):
-    """Write to a temporary file, then rename: a kill or a full disk at any moment leaves the previous
-    checkpoint whole. A write that fails removes its temporary file and raises ConfigError."""
-    tmp = path + '.tmp'
-    try:
-        with open(tmp, 'wb') as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as err:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise ConfigError(f'cannot write {path}: {err}') from None
-
-
-def load_checkpoint(path, map_location='cpu'):
-    """Tensors and plain values only (weights_only): a shared checkpoint cannot run code on load."""
-    if not os.path.isfile(path):
-        raise ConfigError(f'no checkpoint at {path}')
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:
-        first = (str(err).splitlines() or [''])[0][:200]
-        raise ConfigError(f'{path} is not a readable checkpoint ({type(err).__name__}: {first})') from None
-    if not isinstance(ckpt, dict) or ckpt.get('version') != CKPT_VERSION:
-        version = ckpt.get('version') if isinstance(ckpt, dict) else None
-        raise ConfigError(f'{path} is a checkpoint of version {version}, this code reads version {CKPT_VERSION}')
-    return ckpt
-
-
 def load_model(path, device='cpu'):
     """A trained model from its ckpt.pt, on any device, whatever it was trained on: (model, ckpt)."""
     ckpt = load_checkpoint(path)
@@ -385,5 +349,6 @@ def load_model(path, device='cpu'):
     try:
         model.load_state_dict(ckpt['model'])
     except RuntimeError as err:
-        raise ConfigError(f'{path} does not fit the model its config describes: {str(err).splitlines()[0]}') from None
+        first = str(err).splitlines()[0]
+        raise ConfigError(f'{path} does not fit the model its config describes: {first}') from None
     return model.to(device), ckpt

@@ -38,7 +38,7 @@ from types import SimpleNamespace
 import configurator
 import train
 from configurator import ConfigError, run_python_file
-from model import load_checkpoint
+from rundir import load_checkpoint
 
 # -----------------------------------------------------------------------------
 # defaults

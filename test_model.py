@@ -15,8 +15,9 @@ import configurator
 import train
 from configurator import ConfigError
 from data import curriculum, first_k, make_generator, sample_batch, validation_set
-from model import (CKPT_VERSION, INJECTS, POS_EMBS, SELECTS, LoopedGPT, LoopedGPTConfig, interleave,
-                   load_checkpoint, load_model, save_checkpoint)
+from model import (INJECTS, POS_EMBS, SELECTS, LoopedGPT, LoopedGPTConfig, interleave,
+                   load_model)
+from rundir import CKPT_VERSION, LOG_COLUMNS, load_checkpoint, save_checkpoint
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # tiny models: one thread is as fast, and far faster on a machine whose cores are busy with other jobs
@@ -346,9 +347,9 @@ def test_cli_runs_and_writes_the_run_directory(tmp_path):
     assert result.returncode == 0, result.stderr
     runs = os.listdir(tmp_path)
     assert len(runs) == 1 and 'n_keep=3,select=random' in runs[0] and runs[0].endswith(',seed=42')
-    assert sorted(os.listdir(tmp_path / runs[0])) == ['ckpt.pt', 'config.json', 'log.csv']
+    assert sorted(os.listdir(tmp_path / runs[0])) == ['ckpt.pt', 'config.json', 'lock', 'log.csv']
     log = (tmp_path / runs[0] / 'log.csv').read_text().splitlines()
-    assert log[0] == ','.join(train.LOG_COLUMNS) and len(log) == 3
+    assert log[0] == ','.join(LOG_COLUMNS) and len(log) == 3
     assert 'iter 20/20' in result.stdout and 'least_sq' in result.stdout
 
 
@@ -520,7 +521,7 @@ def test_checkpoints_hold_only_tensors_and_plain_values(tmp_path):
 SAVER = """
 import sys, torch
 sys.path.insert(0, {here!r})
-from model import CKPT_VERSION, save_checkpoint
+from rundir import CKPT_VERSION, save_checkpoint
 i = 0
 while True:
     i += 1

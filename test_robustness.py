@@ -15,6 +15,7 @@ import ast
 import atexit
 import contextlib
 import errno
+import fcntl
 import glob
 import io
 import json
@@ -33,7 +34,8 @@ import torch
 import configurator
 import data
 import train
-from model import load_checkpoint
+import rundir
+from rundir import load_checkpoint
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TINY = ['--n_dims=3', '--n_points=6', '--n_layer=1', '--n_head=2', '--n_embd=16', '--mlp_size=32',
@@ -57,13 +59,10 @@ def cli(script, *args, stdout=None):
     saved = sys.argv, sys.excepthook, handlers
     at_exit = []
 
-    def register(f, *a, **kw):  # the script's own (the lock's release, say) run at its end
-        if getattr(f, '__module__', None) in ('__main__', 'configurator'):
-            at_exit.append((f, a, kw))
-        else:
-            real(f, *a, **kw)
+    def register(f, *a, **kw):  # what the script registers (the lock's release, say) runs at its end
+        at_exit.append((f, a, kw))
         return f
-    real, sys.argv = atexit.register, [script, *args]
+    sys.argv = [script, *args]
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
                 mock.patch.object(atexit, 'register', register):
@@ -94,6 +93,20 @@ def one_line_error(result, *words):
     assert code == 2 and len(lines) == 1 and lines[0].startswith('error: '), result
     assert 'Traceback' not in err and all(w in lines[0] for w in words), (lines, words)
     return lines[0]
+
+
+def locked(directory):
+    """Whether a process holds the run directory's flock (a try from here to take it fails)."""
+    path = os.path.join(directory, 'lock')
+    if not os.path.exists(path):
+        return False
+    with open(path) as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return False
 
 
 def files(directory):
@@ -210,7 +223,8 @@ def test_full_disk_keeps_the_last_checkpoint(tmp_path, monkeypatch):
                           'the checkpoint of step 5 is kept')
     assert 'ckpt.pt' in line
     monkeypatch.undo()
-    assert sorted(os.listdir(directory)) == ['ckpt.pt', 'config.json', 'log.csv']  # no .tmp, no lock
+    assert sorted(os.listdir(directory)) == ['ckpt.pt', 'config.json', 'lock', 'log.csv']  # no .tmp
+    assert not locked(directory)
     assert load_checkpoint(os.path.join(directory, 'ckpt.pt'))['iter'] == 5
     # space again: the run resumes from step 5, and the row of step 10 is logged once
     assert cli('train.py', *args, '--init_from=resume')[0] == 0
@@ -219,7 +233,7 @@ def test_full_disk_keeps_the_last_checkpoint(tmp_path, monkeypatch):
 
 def test_full_disk_while_logging_leaves_no_half_row(run, monkeypatch):
     directory, resume = run
-    real = train.csv.writer
+    real = rundir.csv.writer
 
     class HalfWriter:
         def __init__(self, f):
@@ -228,7 +242,7 @@ def test_full_disk_while_logging_leaves_no_half_row(run, monkeypatch):
         def writerows(self, rows):
             self.f.write('15,2.')
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-    monkeypatch.setattr(train.csv, 'writer',  # appends fail: the header's rewrite on resume works
+    monkeypatch.setattr(rundir.csv, 'writer',  # appends fail: the header's rewrite on resume works
                         lambda f, *a, **kw: HalfWriter(f) if f.mode == 'a' else real(f, *a, **kw))
     before = files(directory)
     one_line_error(cli('train.py', *resume), 'log.csv', 'No space left on device')
@@ -274,7 +288,7 @@ def interrupted(tmp_path_factory):
 
 
 def test_a_second_trainer_on_a_run_directory_is_refused(interrupted):
-    one_line_error(interrupted['second'], 'is in use by process', str(interrupted['pid']))
+    one_line_error(interrupted['second'], 'is in use by another process', 'lock')
     assert interrupted['ckpt_during']  # the second one deleted nothing
 
 
@@ -299,13 +313,13 @@ def test_the_lock_of_a_sigkilled_trainer_does_not_block_the_next(interrupted):
               '--init_from=resume']
     proc = start([*common, '--max_iters=1000000', '--eval_interval=1000000',
                   '--log_interval=1000000'])
+    assert locked(directory)  # held while it trains
     proc.kill()
     proc.communicate()
-    with open(os.path.join(directory, 'lock')) as f:
-        assert f.read() == str(proc.pid)  # left behind by the killed process
+    assert not locked(directory)  # the kernel dropped it with the process
     code, _, err = cli('train.py', *common, f'--max_iters={step + 2}')
     assert code == 0, err
-    assert not os.path.exists(os.path.join(directory, 'lock'))  # released at the end
+    assert not locked(directory)  # released at the end
 
 
 # -----------------------------------------------------------------------------
@@ -400,7 +414,7 @@ def test_io_error_anywhere_is_one_line(tmp_path, trained, script):
     if script == 'train.py':
         args = [*TINY, f'--out_dir={tmp_path}', '--max_iters=5']
     one_line_error(cli(script, *args, stdout=ClosedPipe()), 'pipe')
-    assert not glob.glob(str(tmp_path / '*' / 'lock'))  # the run's lock is released on the way out
+    assert not any(map(locked, glob.glob(str(tmp_path / '*'))))  # the run's lock is released on the way out
 
 
 def test_the_error_hook_covers_io_errors_and_ctrl_c_but_not_bugs(capsys):
@@ -501,3 +515,29 @@ def test_the_summary_shows_each_k_as_it_goes(tmp_path, monkeypatch):
     code, out, err = cli('train.py', *TINY, '--max_iters=5', f'--out_dir={tmp_path}', stdout=stdout)
     assert code == 0, err
     assert seen == [1, 2, 3]  # k = 1, 3, 6: each line out before the next k is computed
+
+
+# -----------------------------------------------------------------------------
+# experiment tracking: off by default, and then wandb is never imported
+
+def test_wandb_is_imported_only_when_asked(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, 'wandb', None)  # `import wandb` now fails: it must not happen
+    args = [*TINY, '--max_iters=5', f'--out_dir={tmp_path}']
+    assert cli('train.py', *args)[0] == 0
+    code, _, err = cli('train.py', *args, '--run_name=w', '--wandb_log=True')
+    assert code == 1 and 'wandb' in err  # so the flag does reach the import
+
+
+def test_wandb_offline_run_records_the_log(tmp_path, monkeypatch):
+    pytest.importorskip('wandb')
+    monkeypatch.setenv('WANDB_MODE', 'offline')  # no network, no account
+    monkeypatch.setenv('WANDB_SILENT', 'true')
+    code, _, err = cli('train.py', *TINY, '--max_iters=10', f'--out_dir={tmp_path}', '--run_name=r',
+                       '--wandb_log=True', '--wandb_project=test')
+    assert code == 0, err
+    records = glob.glob(str(tmp_path / 'r' / 'wandb' / 'offline-run-*' / 'run-*.wandb'))
+    assert len(records) == 1, os.listdir(tmp_path / 'r')
+    with open(records[0], 'rb') as f:
+        data = f.read()
+    for column in rundir.LOG_COLUMNS[1:]:  # each of the log's columns is a logged key (iter is the step)
+        assert column.encode() in data, column

@@ -27,7 +27,7 @@ import pytest
 import configurator
 import sweep
 import train
-from model import load_checkpoint
+from rundir import load_checkpoint
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TINY = 'config/tiny_grid.py'

@@ -13,9 +13,6 @@ the flags that differ from the defaults, seed last (never max_iters or the devic
 its remaining decay to the new max_iters).
 """
 
-import contextlib
-import csv
-import json
 import math
 import os
 import signal
@@ -26,11 +23,12 @@ from types import SimpleNamespace
 
 import torch
 
-from configurator import (NOT_IN_NAME, ConfigError, check_device, check_writable, command_line,
-                          exit_on_errors, fail, parse, read_defaults, run_dir, take_lock, write_file)
+import rundir
+from configurator import (ConfigError, check_device, exit_on_errors, fail, parse, read_defaults, run_dir,
+                          shell_command)
 from data import TASKS, curriculum, first_k, least_squares, make_generator, sample_batch, validation_set
-from model import (ATTENTIONS, INJECTS, LOSS_ONS, POS_EMBS, SCHEDULES, SELECTS, LoopedGPT,
-                   LoopedGPTConfig, CKPT_VERSION, autocast, estimate_mfu, load_checkpoint, save_checkpoint)
+from model import (ATTENTIONS, INJECTS, LOSS_ONS, POS_EMBS, SCHEDULES, SELECTS, LoopedGPT, LoopedGPTConfig,
+                   autocast, estimate_mfu)
 
 # -----------------------------------------------------------------------------
 # defaults: the experiments' model on d = 20, N = 64
@@ -101,17 +99,15 @@ seed = 42                # model init, prompts, truncation draws
 device = 'auto'          # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps
 dtype = 'auto'           # auto (bfloat16 on CUDA where supported, else float32) | float32 | bfloat16
 compile = False          # torch.compile the model (one graph for the loop, CUDA graphs on CUDA)
+wandb_log = False        # also log each evaluation to Weights & Biases (pip install wandb)
+wandb_project = 'nanoloop'  # the W&B project
+wandb_run_name = ''      # '' names it after the run directory
 # end of defaults
 # -----------------------------------------------------------------------------
 DEFAULTS, HELPS = read_defaults(__file__, '# defaults:', '# end of defaults')
 CHOICES = {'init_from': ('scratch', 'resume'), 'task': TASKS, 'pos_emb': POS_EMBS, 'attention': ATTENTIONS,
            'inject': INJECTS, 'loss_on': LOSS_ONS, 'select': SELECTS, 'n_keep_schedule': SCHEDULES,
            'lr_schedule': ('constant', 'cosine', 'wsd'), 'dtype': ('auto', 'float32', 'bfloat16')}
-# log.csv, a row per evaluation: val_loss and val_err at the final d = n_dims and N = n_points,
-# val_err_k2d there on the first 2d examples only, val_err_now at the curricula's current d and N;
-# d, N, b: where the curricula stand (the prompts trained on), b also the loops every val_ is taken at
-LOG_COLUMNS = ['iter', 'train_loss', 'val_loss', 'val_err', 'val_err_k2d', 'val_err_now', 'lr',
-               'ms_per_step', 'd', 'N', 'b']
 
 
 def check_config(c):
@@ -129,7 +125,8 @@ def check_config(c):
     need(c['n_keep'] == 0 or 1 <= c['n_keep'] <= c['n_points'], 'n_keep',
          f'must be 0 (keep all) or in 1..n_points={c["n_points"]}')
     need(0 <= c['truncate_after'] <= c['n_loops'], 'truncate_after', f'must be in 0..n_loops={c["n_loops"]}')
-    need(not c['n_keep_random'] or c['n_keep'] > 0, 'n_keep_random', 'needs n_keep > 0 (the smallest n drawn)')
+    need(not c['n_keep_random'] or c['n_keep'] > 0, 'n_keep_random',
+         'needs n_keep > 0 (the smallest n drawn)')
     need(0.0 <= c['dropout'] < 1.0, 'dropout', 'must be in [0, 1)')
     need(c['noise_std'] >= 0, 'noise_std', 'must be at least 0')
     if c['task'] == 'sparse_linear':
@@ -196,6 +193,31 @@ def evaluate(model, xs, ys, n_loops, n_dims_active, ctx, seed, chunk=256):
     return (torch.stack(losses).sum() / xs.size(0)).item(), (torch.stack(errors).sum() / xs.size(0)).item()
 
 
+def validate(model, c, val_set, ctx, d_now, N_now, b_now, train_loss, first_loss):
+    """The log's errors ({column: value}), their text for the progress line, and why the run looks
+    diverged ('' if it does not). Errors at the final d and N at the curricula's b; at k = 2d examples
+    (least squares is exact there); and at the curricula's current d and N, the prompts trained on."""
+    val_loss, val_err = evaluate(model, *val_set(c.n_dims, c.n_points), b_now, c.n_dims, ctx, c.val_seed)
+    k2d = min(2 * c.n_dims, c.n_points)
+    xs, ys = first_k(*val_set(c.n_dims, c.n_points), k2d)
+    _, err_k2d = evaluate(model, xs, ys, b_now, c.n_dims, ctx, c.val_seed)
+    text = f'; val err {val_err:.4f} at d={c.n_dims} N={c.n_points}, {err_k2d:.4f} at k=2d={k2d}'
+    err_now = val_err  # past the curricula the prompts trained on are the final ones
+    if (d_now, N_now) != (c.n_dims, c.n_points):
+        _, err_now = evaluate(model, *val_set(d_now, N_now), b_now, d_now, ctx, c.val_seed)
+        text += f', {err_now:.4f} at the training d={d_now} N={N_now}'
+    # a finite divergence is judged on the prompts trained on: early in its curricula a model may
+    # extrapolate badly to the final d and N without anything being wrong
+    zero_err, diverged = zero_error(val_set(d_now, N_now)[1], d_now), ''
+    if err_now > 10 * zero_err:
+        diverged = f'the validation error {err_now:.4g} is over 10x that of predicting 0 ({zero_err:.4g})'
+    elif first_loss and train_loss > 10 * first_loss:
+        diverged = f'the training loss {train_loss:.4g} is over 10x its first logged value ({first_loss:.4g})'
+    text += f' (b={b_now})' + (f' -- warning: {diverged}' if diverged else '')
+    errs = {'val_loss': val_loss, 'val_err': val_err, 'val_err_k2d': err_k2d, 'val_err_now': err_now}
+    return errs, text, diverged
+
+
 def summary(model, c, xs, ys, ctx):
     """The trained model's query error next to least squares and the zero predictor, at a few k."""
     print(f'query error (squared error / d) on {xs.size(0)} validation prompts at d={c.n_dims}, '
@@ -208,68 +230,9 @@ def summary(model, c, xs, ys, ctx):
         print(f'{k:>5} {model_err:>10.4f} {ls_err:>10.4f} {zero_error(ys_k, c.n_dims):>10.4f}', flush=True)
 
 
-def read_log(path, upto):
-    """The rows of log.csv up to iteration `upto` (a resumed run logs the later ones again), or None if
-    there is no log (missing or 0 bytes: a new one starts). Anything else that is not a log this code
-    wrote is refused, so that the rewrite on resume never drops a line that holds data."""
-    if not os.path.isfile(path) or os.path.getsize(path) == 0:
-        return None
-    try:
-        with open(path, newline='') as f:
-            lines = list(csv.reader(f))
-        header = lines[0] if lines else []
-        if not header or header[0] != 'iter' or not set(header) <= set(LOG_COLUMNS):
-            raise ValueError(f'line 1 is not a header of {", ".join(LOG_COLUMNS)}')
-        for number, row in enumerate(lines[1:], 2):
-            if not row:
-                raise ValueError(f'line {number} is blank')
-            if len(row) != len(header) or not row[0].isdigit() or not all(map(is_number, row)):
-                raise ValueError(f'line {number} is not a row of the log: {",".join(row)[:60]!r}')
-        return [dict(zip(header, r)) for r in lines[1:] if int(r[0]) <= upto]
-    except (OSError, ValueError, csv.Error) as err:
-        raise ConfigError(f'{path} is malformed ({err}); repair or remove it, then resume') from None
-
-
-def is_number(text):
-    try:
-        return math.isfinite(float(text or 0))  # an empty cell is a column an older log lacks
-    except ValueError:
-        return False
-
-
-def append_row(path, row):
-    """One row onto log.csv (the header first if the log went missing during the run). A failed write,
-    as on a full disk, is undone: no half row for a resume to refuse."""
-    size = os.path.getsize(path) if os.path.exists(path) else None
-    try:
-        with open(path, 'a', newline='') as f:
-            csv.writer(f).writerows(([LOG_COLUMNS] if size is None else []) + [row])
-    except OSError as err:
-        with contextlib.suppress(OSError):
-            os.truncate(path, size or 0)
-        fail(f'cannot write {path}: {err}')
-
-
-def kept_note(saved_iter):
-    if saved_iter is None:
-        return 'no checkpoint was written'
-    return f'the checkpoint of step {saved_iter} is kept'
-
-
 def zero_error(ys, d):
     """The query error of predicting 0 on these prompts: what a model that learned nothing scores."""
     return (ys[:, -1].float() ** 2).mean().item() / d
-
-
-def divergence(val_err, zero_err, train_loss, first_loss):
-    """'' while training looks sane, else why not: a validation error far above that of predicting 0,
-    or a training loss far above its first logged value."""
-    if val_err > 10 * zero_err:
-        return f'the validation error {val_err:.4g} is over 10x that of predicting 0 ({zero_err:.4g})'
-    if first_loss and train_loss > 10 * first_loss:
-        return (f'the training loss {train_loss:.4g} is over 10x its first logged value '
-                f'({first_loss:.4g})')
-    return ''
 
 
 def open_run(argv):
@@ -278,49 +241,7 @@ def open_run(argv):
     for warning in check_config(config):
         print(f'warning: {warning}', file=sys.stderr)
     directory = run_dir(config, base, stems)
-    ckpt_path = os.path.join(directory, 'ckpt.pt')
-    check_writable(directory)
-    if config['init_from'] == 'scratch':
-        if not config['overwrite'] and os.path.exists(ckpt_path):
-            raise ConfigError(f'{directory} already holds a checkpoint: --init_from=resume continues it, '
-                              f'--overwrite=True starts over')
-        # results without their checkpoint (as committed to a repository) are not started over either
-        if not config['overwrite'] and (os.path.exists(os.path.join(directory, 'eval.json'))
-                                        or read_log(os.path.join(directory, 'log.csv'), math.inf)):
-            raise ConfigError(f'{directory} holds the results of a run (log.csv, eval.json) but no '
-                              f'checkpoint: --overwrite=True starts over')
-        return config, directory, None
-    ckpt = load_checkpoint(ckpt_path)
-    # resume continues the run it finds: a flag that changes what the run computes is refused
-    # (the seed too: the checkpoint's random state continues, and config.json must not claim another)
-    changed = [k for k in config
-               if (k not in NOT_IN_NAME or k == 'seed') and ckpt['config'].get(k) != config[k]]
-    if changed:
-        was = ', '.join(f'--{k}={config[k]!r} (trained with {ckpt["config"].get(k)!r})'
-                        for k in changed)
-        raise ConfigError(f'--init_from=resume: {ckpt_path} is another run: {was}; drop those flags or '
-                          f'make them match')
-    if ckpt['iter'] >= config['max_iters']:
-        raise ConfigError(f'--init_from=resume: {ckpt_path} is at step {ckpt["iter"]}, '
-                          f'max_iters={config["max_iters"]}: nothing left to do (raise --max_iters)')
-    read_log(os.path.join(directory, 'log.csv'), ckpt['iter'])  # a malformed log is refused before any write
-    return config, directory, ckpt
-
-
-def restore_rng(ckpt, device, generators):
-    """Every random state the run uses, from its checkpoint. A generator saved on another device type
-    cannot be restored: it is re-seeded from (seed, step), and the note says the prompts now differ."""
-    torch.set_rng_state(ckpt['rng']['torch'])
-    if device.type == 'cuda' and ckpt['rng'].get('cuda') is not None:
-        torch.cuda.set_rng_state(ckpt['rng']['cuda'], device)
-    for name, g in generators.items():
-        if ckpt['rng']['device_type'] == g.device.type or name == 'host':
-            g.set_state(ckpt['rng'][name])
-        else:
-            g.manual_seed(ckpt['config']['seed'] * 1_000_003 + ckpt['iter'])
-            print(f'note: the {name} generator was saved on {ckpt["rng"]["device_type"]} and this run is on '
-                  f'{g.device.type}: it is re-seeded, so the draws from step {ckpt["iter"]} on differ '
-                  f'from an uninterrupted run (the weights and optimizer continue exactly)')
+    return config, directory, rundir.find_checkpoint(config, directory)
 
 
 # -----------------------------------------------------------------------------
@@ -336,8 +257,7 @@ if __name__ == '__main__':
 
     # the model, its optimizer and the run's random streams, each from the seed
     torch.manual_seed(c.seed)
-    model_args = {f.name: config[f.name] for f in fields(LoopedGPTConfig)}
-    model = LoopedGPT(LoopedGPTConfig(**model_args)).to(device)
+    model = LoopedGPT(LoopedGPTConfig(**{f.name: config[f.name] for f in fields(LoopedGPTConfig)})).to(device)
     optimizer = model.configure_optimizers(c.weight_decay, c.learning_rate, (c.beta1, c.beta2), device.type)
     generators = {'data': make_generator(c.seed, device),          # prompts, drawn on the device
                   'trunc': make_generator(c.seed + 1, device),     # which examples a cut keeps
@@ -349,53 +269,40 @@ if __name__ == '__main__':
         model.load_state_dict(ckpt['model'])
         optimizer.load_state_dict(ckpt['optimizer'])
         start_iter = ckpt['iter']
-        restore_rng(ckpt, device, generators)
+        rundir.restore_rng(ckpt, device, generators)
     step_model = model
     if c.compile:  # each curriculum stage is one shape: one graph each, the loop included
         torch._dynamo.config.cache_size_limit = max(64, c.n_points + 1)
         step_model = torch.compile(model, mode='reduce-overhead' if device.type == 'cuda' else 'default')
 
-    # the run directory: config.json, log.csv, ckpt.pt, and a lock while this process owns it
+    # the run directory (config.json, log.csv, ckpt.pt), locked while this process lives
     ckpt_path, log_path = os.path.join(directory, 'ckpt.pt'), os.path.join(directory, 'log.csv')
     try:
-        os.makedirs(directory, exist_ok=True)
-        take_lock(directory)
-        if ckpt is not None and load_checkpoint(ckpt_path)['iter'] != start_iter:
-            raise ConfigError(f'{ckpt_path} changed while this run started (another process saved it): '
-                              f'run the command again')
-        rows = read_log(log_path, start_iter) if ckpt is not None else []
-        if rows is None:
-            print(f'note: {log_path} is missing or empty: a new log starts at step {start_iter}')
-            rows = []
-        if ckpt is None:  # a fresh run (--overwrite=True clears what an earlier one left)
-            for stale in ('ckpt.pt', 'eval.json'):
-                if os.path.exists(os.path.join(directory, stale)):
-                    os.remove(os.path.join(directory, stale))
-        write_file(os.path.join(directory, 'config.json'), lambda f: json.dump(config, f, indent=2))
-        write_file(log_path, lambda f: csv.DictWriter(f, LOG_COLUMNS, restval='').writerows(
-            [dict(zip(LOG_COLUMNS, LOG_COLUMNS))] + rows))
+        run_lock, rows = rundir.take(directory, config, ckpt)
     except (ConfigError, OSError) as err:
         fail(err)
+    tracker = SimpleNamespace(log=lambda *args, **kwargs: None)  # wandb's stand-in: no `if` in the loop
+    if c.wandb_log:
+        import wandb
+        tracker = wandb.init(project=c.wandb_project, name=c.wandb_run_name or os.path.basename(directory),
+                             config=config, dir=directory)
     val_sets = {}  # (d, N) -> the fixed validation prompts at that point of the curricula
 
     def val_set(d, N):
         if (d, N) not in val_sets:
-            val_sets[d, N] = validation_set(c.task, c.val_prompts, N, c.n_dims, c.val_seed, device, c.noise_std,
-                                            c.sparsity, n_dims_active=d)
+            val_sets[d, N] = validation_set(c.task, c.val_prompts, N, c.n_dims, c.val_seed, device,
+                                            c.noise_std, c.sparsity, n_dims_active=d)
         return val_sets[d, N]
 
-    def state(step):
-        rng = {'torch': torch.get_rng_state(), 'device_type': device.type,
-               'cuda': torch.cuda.get_rng_state(device) if device.type == 'cuda' else None,
-               **{name: g.get_state() for name, g in generators.items()}}
-        return {'version': CKPT_VERSION, 'model': model.state_dict(), 'optimizer': optimizer.state_dict(),
-                'model_args': asdict(model.config), 'config': config, 'iter': step, 'rng': rng}
-
     def save(step):  # a failed write ends the run in one line, naming the checkpoint that is kept
+        state = {'version': rundir.CKPT_VERSION, 'model': model.state_dict(),
+                 'optimizer': optimizer.state_dict(), 'model_args': asdict(model.config), 'config': config,
+                 'iter': step, 'rng': rundir.rng_state(device, generators)}
         try:
-            save_checkpoint(ckpt_path, state(step))
+            rundir.save_checkpoint(ckpt_path, state)
         except ConfigError as err:
-            fail(f'{err} ({kept_note(saved_iter)})')
+            fail(f'{err} (' + (f'the checkpoint of step {saved_iter} is kept)' if saved_iter is not None
+                               else 'no checkpoint was written)'))
 
     stop = []  # Ctrl-C and SIGTERM finish the step in flight, save, and exit
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -403,22 +310,24 @@ if __name__ == '__main__':
     print(f'run {directory}')
     print(f'device {device}, {dtype_name}{", compiled" if c.compile else ""}, {model.num_params():,} '
           f'parameters, steps {start_iter}..{c.max_iters}', flush=True)
-
-    # -------------------------------------------------------------------------
-    # the training loop
     loss_sum, loss_count = torch.zeros((), device=device), 0
     # a resumed run compares its loss with the run's first, and keeps the checkpoint it resumed from
     first_loss = float(rows[0]['train_loss']) if rows and rows[0].get('train_loss') else None
     saved_iter, diverged = (start_iter if ckpt is not None else None), ''
-    bad_iter = torch.full((), -1, device=device)  # first non-finite loss, kept on the device: no sync per step
+    bad_iter = torch.full((), -1, device=device)  # first non-finite loss, on the device: no sync per step
     t_last, steps_timed = time.time(), 0
+
+    # -------------------------------------------------------------------------
+    # the training loop
     for it in range(start_iter, c.max_iters):
         # where the curricula stand: active dims, examples per prompt, loops
         d_now = curriculum(c.dims_start, c.n_dims, c.dims_step, c.dims_interval, it)
         N_now = curriculum(c.points_start, c.n_points, c.points_step, c.points_interval, it)
         b_now = curriculum(c.loops_start, c.n_loops, c.loops_step, c.loops_interval, it)
         window = min(c.loss_window or b_now, b_now)
-        b = b_now  # this step's loops: with n_loops_random a draw, so the fit must hold at every b
+        # this step's loops: with n_loops_random a draw from [window, b_now], so that the fit must hold
+        # at every b from the window on (a fixed point), not only at one
+        b = b_now
         if c.n_loops_random:
             b = int(torch.randint(window, b_now + 1, (1,), generator=generators['host']))
         n_keep = c.n_keep
@@ -442,64 +351,48 @@ if __name__ == '__main__':
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-        # bookkeeping without a host sync; the log interval reads it out
-        loss_sum += loss.detach()
-        loss_count += 1
+        # bookkeeping without a host sync: a GPU never waits for the CPU between log intervals
+        loss_sum, loss_count, steps_timed = loss_sum + loss.detach(), loss_count + 1, steps_timed + 1
         bad_iter = torch.where((bad_iter < 0) & ~torch.isfinite(loss.detach()), it + 1, bad_iter)
-        steps_timed += 1
         done = it + 1
         evaluating = done % c.eval_interval == 0 or done == c.max_iters
         if not (done % c.log_interval == 0 or evaluating or stop):
             continue
         if bad_iter.item() >= 0:  # diverged: stop before anything is saved from the bad weights
             kept = 'the last checkpoint is kept' if os.path.exists(ckpt_path) else 'no checkpoint was written'
-            print(f'error: the loss became {loss.item()} at step {bad_iter.item()}; stopping ({kept}, '
-                  f'{directory}). Try a lower --learning_rate or --grad_clip.', file=sys.stderr)
-            sys.exit(3)
+            fail(f'the loss became {loss.item()} at step {bad_iter.item()}; stopping ({kept}, {directory}). '
+                 f'Try a lower --learning_rate or --grad_clip.', code=3)
         ms_per_step = (time.time() - t_last) * 1000 / steps_timed
         b_text = f'{window}..{b_now}' if c.n_loops_random else f'{b_now}'
-        line = (f'iter {done}/{c.max_iters}: loss {loss.item():.4f} '
-                f'(training at d={d_now} N={N_now} b={b_text})')
+        line = f'iter {done}/{c.max_iters}: loss {loss.item():.4f}'
+        line += f' (training at d={d_now} N={N_now} b={b_text})'
+        # validate, log a row and save together: a resumed run neither loses nor repeats a row
         if evaluating:
-            # the final d and N, at the curriculum's b; at k = 2d examples (least squares is exact there);
-            # and at the curricula's current d and N, the prompts being trained on
-            val_loss, val_err = evaluate(model, *val_set(c.n_dims, c.n_points), b_now, c.n_dims, ctx, c.val_seed)
-            k2d = min(2 * c.n_dims, c.n_points)
-            _, err_k2d = evaluate(model, *first_k(*val_set(c.n_dims, c.n_points), k2d), b_now, c.n_dims, ctx,
-                                  c.val_seed)
-            in_curricula = (d_now, N_now) != (c.n_dims, c.n_points)
-            err_now = val_err  # past the curricula the prompts trained on are the final ones
-            if in_curricula:
-                _, err_now = evaluate(model, *val_set(d_now, N_now), b_now, d_now, ctx, c.val_seed)
             train_loss = (loss_sum / loss_count).item()
             first_loss = first_loss or train_loss
-            row = [done, f'{train_loss:.6g}', f'{val_loss:.6g}', f'{val_err:.6g}', f'{err_k2d:.6g}',
-                   f'{err_now:.6g}', f'{lr:.6g}', f'{ms_per_step:.2f}', d_now, N_now, b_now]
-            append_row(log_path, row)
+            errs, text, diverged = validate(model, c, val_set, ctx, d_now, N_now, b_now, train_loss,
+                                            first_loss)
+            row = {'iter': done, 'train_loss': train_loss, **errs, 'lr': lr, 'ms_per_step': ms_per_step,
+                   'd': d_now, 'N': N_now, 'b': b_now}
+            rundir.append_row(log_path, [f'{row[k]:.6g}' if isinstance(row[k], float) else row[k]
+                                         for k in rundir.LOG_COLUMNS])
             save(done)
-            saved_iter = done
+            saved_iter, line = done, line + text
+            tracker.log(row, step=done)
             loss_sum, loss_count = torch.zeros((), device=device), 0
-            line += (f'; val err {val_err:.4f} at d={c.n_dims} N={c.n_points}, '
-                     f'{err_k2d:.4f} at k=2d={k2d}')
-            if in_curricula:
-                line += f', {err_now:.4f} at the training d={d_now} N={N_now}'
-            line += f' (b={b_now})'
-            # a finite divergence ends without an error: say so, and again at the end of the run. Judged
-            # on the prompts being trained on: a model early in its curricula may extrapolate badly
-            zero_err = zero_error(val_set(d_now, N_now)[1], d_now)
-            diverged = divergence(err_now, zero_err, train_loss, first_loss)
-            line += f' -- warning: {diverged}' if diverged else ''
+        elif stop:  # saved before any output: a closed stdout (| tee, then Ctrl-C) must not cost it
+            save(done)
+        # speed: FLOPs of this step's shape (curricula, b, window and cut included) over its time
         flops = model.flops_per_step(c.batch_size, N_now, b, window, n_keep)
         mfu = estimate_mfu(flops / ms_per_step * 1000, device, dtype_name)
         line += f'; lr {lr:.2e}, {ms_per_step:.1f} ms/step, {flops / ms_per_step / 1e6:.1f} GFLOP/s'
         line += f' (mfu {100 * mfu:.1f}%)' if mfu else ''
-        line += f', eta {(c.max_iters - done) * ms_per_step / 60000:.1f} min'
-        print(line, flush=True)
+        print(line + f', eta {(c.max_iters - done) * ms_per_step / 60000:.1f} min', flush=True)
         if stop:
-            if not evaluating:
-                save(done)
-            print(f'stopped by {signal.Signals(stop[0]).name} after step {done}; checkpoint saved. Resume with:\n'
-                  f'  {command_line(sys.argv[0], sys.argv[1:])}', flush=True)
+            # the same command, once with --init_from=resume and without --overwrite (a threat to the run)
+            args = [a for a in sys.argv[1:] if not a.startswith(('--init_from=', '--overwrite='))]
+            print(f'stopped by {signal.Signals(stop[0]).name} after step {done}; checkpoint saved. Resume '
+                  f'with:\n  {shell_command(sys.argv[0], args + ["--init_from=resume"])}', flush=True)
             sys.exit(128 + stop[0])
         t_last, steps_timed = time.time(), 0
 

@@ -1,0 +1,224 @@
+"""
+A run on disk: the directory train.py trains in (config.json, log.csv, ckpt.pt), opened fresh or
+resumed, locked while one process owns it, and written so that no kill or full disk leaves half a file.
+train.py calls it before and after its loop; nothing here touches the training step.
+"""
+
+import atexit
+import contextlib
+import csv
+import fcntl
+import json
+import math
+import os
+
+import torch
+
+from configurator import NOT_IN_NAME, ConfigError, fail
+
+CKPT_VERSION = 2
+# log.csv, a row per evaluation: val_loss and val_err at the final d = n_dims and N = n_points,
+# val_err_k2d there on the first 2d examples only, val_err_now at the curricula's current d and N;
+# d, N, b: where the curricula stand (the prompts trained on), b also the loops every val_ is taken at
+LOG_COLUMNS = ['iter', 'train_loss', 'val_loss', 'val_err', 'val_err_k2d', 'val_err_now', 'lr',
+               'ms_per_step', 'd', 'N', 'b']
+
+
+def write_file(path, write):
+    """write(f) into path through a temporary file and a rename: a reader never sees half a file."""
+    try:
+        with open(path + '.tmp', 'w', newline='') as f:
+            write(f)
+        os.replace(path + '.tmp', path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            os.remove(path + '.tmp')
+        raise ConfigError(f'cannot write {path}: {err}') from None
+
+
+def save_checkpoint(path, state):
+    """Through a temporary file and a rename, as write_file: a kill or a full disk at any moment leaves
+    the previous checkpoint whole."""
+    tmp = path + '.tmp'
+    try:
+        with open(tmp, 'wb') as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise ConfigError(f'cannot write {path}: {err}') from None
+
+
+def load_checkpoint(path, map_location='cpu'):
+    """Tensors and plain values only (weights_only): a shared checkpoint cannot run code on load."""
+    if not os.path.isfile(path):
+        raise ConfigError(f'no checkpoint at {path}')
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:
+        first = (str(err).splitlines() or [''])[0][:200]
+        raise ConfigError(f'{path} is not a readable checkpoint ({type(err).__name__}: {first})') from None
+    if not isinstance(ckpt, dict) or ckpt.get('version') != CKPT_VERSION:
+        version = ckpt.get('version') if isinstance(ckpt, dict) else None
+        raise ConfigError(f'{path} is a checkpoint of version {version}, this code reads version '
+                          f'{CKPT_VERSION}')
+    return ckpt
+
+
+def lock(directory):
+    """Own the run directory for the life of this process: an exclusive flock on directory/lock, which
+    the kernel drops when the process ends, however it ends (SIGKILL included). Returns the open file;
+    closing it releases the lock. The empty file stays: removing it would race with the next owner."""
+    f = open(os.path.join(directory, 'lock'), 'a')
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        raise ConfigError(f'{directory} is in use by another process (it holds {directory}/lock)') from None
+    atexit.register(f.close)  # at the end of a script run in-process too (as the tests run train.py)
+    return f
+
+
+# -----------------------------------------------------------------------------
+# log.csv
+
+def read_log(path, upto):
+    """The rows of log.csv up to iteration `upto` (a resumed run logs the later ones again), or None if
+    there is no log (missing or 0 bytes: a new one starts). Anything else that is not a log this code
+    wrote is refused, so that the rewrite on resume never drops a line that holds data."""
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+        return None
+    try:
+        with open(path, newline='') as f:
+            lines = list(csv.reader(f))
+        header = lines[0] if lines else []
+        if not header or header[0] != 'iter' or not set(header) <= set(LOG_COLUMNS):
+            raise ValueError(f'line 1 is not a header of {", ".join(LOG_COLUMNS)}')
+        for number, row in enumerate(lines[1:], 2):
+            if not row:
+                raise ValueError(f'line {number} is blank')
+            if len(row) != len(header) or not row[0].isdigit() or not all(map(is_number, row)):
+                raise ValueError(f'line {number} is not a row of the log: {",".join(row)[:60]!r}')
+        return [dict(zip(header, r)) for r in lines[1:] if int(r[0]) <= upto]
+    except (OSError, ValueError, csv.Error) as err:
+        raise ConfigError(f'{path} is malformed ({err}); repair or remove it, then resume') from None
+
+
+def is_number(text):
+    try:
+        return math.isfinite(float(text or 0))  # an empty cell is a column an older log lacks
+    except ValueError:
+        return False
+
+
+def append_row(path, row):
+    """One row onto log.csv (the header first if the log went missing during the run). A failed write,
+    as on a full disk, is undone: no half row for a resume to refuse."""
+    size = os.path.getsize(path) if os.path.exists(path) else None
+    try:
+        with open(path, 'a', newline='') as f:
+            csv.writer(f).writerows(([LOG_COLUMNS] if size is None else []) + [row])
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            os.truncate(path, size or 0)
+        fail(f'cannot write {path}: {err}')
+
+
+# -----------------------------------------------------------------------------
+# opening a run: fresh or resumed
+
+def check_writable(directory):
+    """A ConfigError unless the run directory is one, or can be made: its nearest existing ancestor
+    must be a directory this process may write in. Checked before any work, so that a mistyped
+    --out_dir ends in one line, not in a traceback after the model is built."""
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise ConfigError(f'{directory} exists and is not a directory')
+    parent = os.path.abspath(directory)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ConfigError(f'cannot make {directory}: {parent} is a file, not a directory')
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f'cannot make or write {directory}: no permission to write in {parent}')
+
+
+def find_checkpoint(config, directory):
+    """The checkpoint a run continues (None: it starts from scratch), or a ConfigError; writes nothing."""
+    check_writable(directory)
+    ckpt_path = os.path.join(directory, 'ckpt.pt')
+    if config['init_from'] == 'scratch':
+        if not config['overwrite'] and os.path.exists(ckpt_path):
+            raise ConfigError(f'{directory} already holds a checkpoint: --init_from=resume continues it, '
+                              f'--overwrite=True starts over')
+        # results without their checkpoint (as committed to a repository) are not started over either
+        if not config['overwrite'] and (os.path.exists(os.path.join(directory, 'eval.json'))
+                                        or read_log(os.path.join(directory, 'log.csv'), math.inf)):
+            raise ConfigError(f'{directory} holds the results of a run (log.csv, eval.json) but no '
+                              f'checkpoint: --overwrite=True starts over')
+        return None
+    ckpt = load_checkpoint(ckpt_path)
+    # resume continues the run it finds: a flag that changes what the run computes is refused
+    # (the seed too: the checkpoint's random state continues, and config.json must not claim another)
+    changed = [k for k in config
+               if (k not in NOT_IN_NAME or k == 'seed') and ckpt['config'].get(k) != config[k]]
+    if changed:
+        was = ', '.join(f'--{k}={config[k]!r} (trained with {ckpt["config"].get(k)!r})'
+                        for k in changed)
+        raise ConfigError(f'--init_from=resume: {ckpt_path} is another run: {was}; drop those flags or '
+                          f'make them match')
+    if ckpt['iter'] >= config['max_iters']:
+        raise ConfigError(f'--init_from=resume: {ckpt_path} is at step {ckpt["iter"]}, '
+                          f'max_iters={config["max_iters"]}: nothing left to do (raise --max_iters)')
+    read_log(os.path.join(directory, 'log.csv'), ckpt['iter'])  # a malformed log is refused before any write
+    return ckpt
+
+
+def take(directory, config, ckpt):
+    """Make and lock the run directory, write config.json and the log kept so far: (lock, log rows)."""
+    os.makedirs(directory, exist_ok=True)
+    held = lock(directory)
+    ckpt_path, log_path = os.path.join(directory, 'ckpt.pt'), os.path.join(directory, 'log.csv')
+    start = ckpt['iter'] if ckpt is not None else 0
+    if ckpt is not None and load_checkpoint(ckpt_path)['iter'] != start:
+        raise ConfigError(f'{ckpt_path} changed while this run started (another process saved it): '
+                          f'run the command again')
+    rows = read_log(log_path, start) if ckpt is not None else []
+    if rows is None:
+        print(f'note: {log_path} is missing or empty: a new log starts at step {start}')
+        rows = []
+    if ckpt is None:  # a fresh run (--overwrite=True clears what an earlier one left)
+        for stale in ('ckpt.pt', 'eval.json'):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(directory, stale))
+    write_file(os.path.join(directory, 'config.json'), lambda f: json.dump(config, f, indent=2))
+    write_file(log_path, lambda f: csv.DictWriter(f, LOG_COLUMNS, restval='').writerows(
+        [dict(zip(LOG_COLUMNS, LOG_COLUMNS))] + rows))
+    return held, rows
+
+
+# -----------------------------------------------------------------------------
+# random states: a resumed run draws what the uninterrupted run would have drawn
+
+def rng_state(device, generators):
+    return {'torch': torch.get_rng_state(), 'device_type': device.type,
+            'cuda': torch.cuda.get_rng_state(device) if device.type == 'cuda' else None,
+            **{name: g.get_state() for name, g in generators.items()}}
+
+
+def restore_rng(ckpt, device, generators):
+    """Every random state the run uses, from its checkpoint. A generator saved on another device type
+    cannot be restored: it is re-seeded from (seed, step), and the note says the prompts now differ."""
+    torch.set_rng_state(ckpt['rng']['torch'])
+    if device.type == 'cuda' and ckpt['rng'].get('cuda') is not None:
+        torch.cuda.set_rng_state(ckpt['rng']['cuda'], device)
+    for name, g in generators.items():
+        if ckpt['rng']['device_type'] == g.device.type or name == 'host':
+            g.set_state(ckpt['rng'][name])
+        else:
+            g.manual_seed(ckpt['config']['seed'] * 1_000_003 + ckpt['iter'])
+            print(f'note: the {name} generator was saved on {ckpt["rng"]["device_type"]} and this run is on '
+                  f'{g.device.type}: it is re-seeded, so the draws from step {ckpt["iter"]} on differ '
+                  f'from an uninterrupted run (the weights and optimizer continue exactly)')
