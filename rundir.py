@@ -36,9 +36,9 @@ def write_file(path, write):
         raise ConfigError(f'cannot write {path}: {err}') from None
 
 
-def save_checkpoint(path, state):
+def save_checkpoint(path, state, kept=None):
     """Through a temporary file and a rename, as write_file: a kill or a full disk at any moment leaves
-    the previous checkpoint whole."""
+    the previous checkpoint whole. A failed write is a ConfigError that names the step `kept` at."""
     tmp = path + '.tmp'
     try:
         with open(tmp, 'wb') as f:
@@ -49,7 +49,8 @@ def save_checkpoint(path, state):
     except (OSError, RuntimeError) as err:
         with contextlib.suppress(OSError):
             os.remove(tmp)
-        raise ConfigError(f'cannot write {path}: {err}') from None
+        kept = f'the checkpoint of step {kept} is kept' if kept is not None else 'no checkpoint was written'
+        raise ConfigError(f'cannot write {path}: {err} ({kept})') from None
 
 
 def load_checkpoint(path, map_location='cpu'):

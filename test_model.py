@@ -7,6 +7,8 @@ import re
 import subprocess
 import sys
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -289,6 +291,13 @@ def test_linear_task_is_exact():
     assert torch.allclose((xs.double() @ w).squeeze(-1), ys.double(), atol=1e-5)
 
 
+def test_sparse_linear_task_uses_sparsity_coordinates():
+    xs, ys = sample_batch('sparse_linear', 64, 30, 8, make_generator(3), sparsity=2)
+    w = torch.linalg.lstsq(xs.double(), ys.double().unsqueeze(-1)).solution.squeeze(-1)  # (B, d)
+    nonzero = (w.abs() > 1e-6).sum(dim=1)
+    assert torch.equal(nonzero, torch.full((64,), 2)), nonzero  # exactly 2 of the 8 coordinates of each w
+
+
 def test_sampler_reproduces_from_a_seed():
     for task in train.CHOICES['task']:
         a = sample_batch(task, 4, 10, 6, make_generator(7), noise_std=0.1)
@@ -304,6 +313,32 @@ def test_sampler_reproduces_from_a_seed():
 def test_dims_curriculum_zeroes_the_inactive_dimensions():
     xs, ys = sample_batch('linear', 4, 10, 6, make_generator(0), n_dims_active=2)
     assert (xs[:, :, 2:] == 0).all() and (xs[:, :, :2] != 0).all()
+
+
+def lr_config(**kw):
+    return SimpleNamespace(**{**dict(warmup_iters=10, learning_rate=1e-3, min_lr=1e-4, max_iters=110,
+                                     decay_iters=40, lr_schedule='cosine'), **kw})
+
+
+def test_learning_rate_schedules():
+    assert train.get_lr(0, lr_config()) < train.get_lr(9, lr_config()) < 1e-3  # warmup
+    for schedule in ('constant', 'cosine', 'wsd'):
+        assert train.get_lr(10, lr_config(lr_schedule=schedule)) == pytest.approx(1e-3)  # the peak
+    assert train.get_lr(60, lr_config()) == pytest.approx(5.5e-4)  # cosine: half way down at half way
+    assert train.get_lr(109, lr_config()) == pytest.approx(1e-4, rel=0.02)  # and at min_lr at the end
+    assert train.get_lr(70, lr_config(lr_schedule='wsd')) == pytest.approx(1e-3)  # held to step 70
+    assert train.get_lr(90, lr_config(lr_schedule='wsd')) == pytest.approx(5.5e-4)  # then the same curve
+    assert train.get_lr(109, lr_config(lr_schedule='wsd')) == pytest.approx(1e-4, rel=0.02)
+    assert train.get_lr(109, lr_config(lr_schedule='constant')) == 1e-3
+
+
+def test_a_resumed_run_with_more_steps_keeps_a_held_wsd_rate_and_not_a_cosine_one():
+    # what train.py's docstring says: a wsd run extended during its hold goes on at the same rates;
+    # a cosine schedule is recomputed for the new length, so its rate jumps up
+    for it in (20, 50, 69):
+        assert train.get_lr(it, lr_config(lr_schedule='wsd')) == train.get_lr(it, lr_config(lr_schedule='wsd',
+                                                                                           max_iters=500))
+    assert train.get_lr(100, lr_config(max_iters=500)) > 1.5 * train.get_lr(100, lr_config())
 
 
 def test_curriculum_values():

@@ -306,6 +306,20 @@ def test_ctrl_c_prints_a_resume_command_that_pastes(interrupted):
     assert code == 0 and f'steps {step}..{step + 3}' in out, err
 
 
+def test_ctrl_c_with_the_output_closed_still_saves(tmp_path):
+    """`python train.py ... | tee log`, then Ctrl-C: the terminal's SIGINT has ended tee already, so
+    every line train.py prints fails. The checkpoint must be saved before any of them."""
+    common = [*TINY, f'--out_dir={tmp_path}', '--run_name=r']
+    assert cli('train.py', *common, '--max_iters=5')[0] == 0
+    proc = start([*common, '--init_from=resume', '--max_iters=1000000', '--eval_interval=1000000',
+                  '--log_interval=1000000'])
+    proc.stdout.close()  # the reader is gone
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    step = load_checkpoint(str(tmp_path / 'r' / 'ckpt.pt'))['iter']
+    assert step > 5 and 'Traceback' not in stderr, (proc.returncode, stderr)
+
+
 def test_the_lock_of_a_sigkilled_trainer_does_not_block_the_next(interrupted):
     directory = interrupted['directory']
     step = load_checkpoint(os.path.join(directory, 'ckpt.pt'))['iter']
@@ -371,12 +385,22 @@ def test_damaged_files_under_plot_and_eval(evaluated, tmp_path, name, text):
     (['--learning_rate=1e999'], 'finite'), (['--learning_rate=nan'], 'learning_rate'),
     (['--max_iters=1e999'], 'max_iters'), (['--seed=100000000000000000000000'], 'seed'),
     (['--run_name=..'], 'plain name'), (['--run_name=.'], 'plain name'),
-    (['--run_name=a/../..'], 'plain name'), (['--run_name=/tmp/elsewhere'], 'plain name')])
-def test_bad_values_are_one_line_errors(tmp_path, flags, words):
+    (['--run_name=a/../..'], 'plain name'), (['--run_name=/tmp/elsewhere'], 'plain name'),
+    (['--learning_rate=1e39'], 'learning_rate'), (['--out_dir='], 'out_dir'),
+    (['--lr_schedule=cosine', '--learning_rate=1e-5'], 'min_lr'),
+    (['--inject=none', '--loss_window=1'], 'first loop only')])
+def test_bad_values_are_one_line_errors(tmp_path, monkeypatch, flags, words):
     # --max_iters=5 first: a flag under test wins, and a regression ends soon instead of training
+    monkeypatch.chdir(tmp_path)  # an empty --out_dir would write here
     one_line_error(cli('train.py', *TINY, '--max_iters=5', f'--out_dir={tmp_path / "out"}', *flags),
                    words)
-    assert not (tmp_path / 'out').exists()
+    assert os.listdir(tmp_path) == []
+
+
+def test_flags_a_schedule_never_reads_are_not_checked(tmp_path):
+    # min_lr is where cosine and wsd end: the constant schedule takes a learning rate below it
+    code, _, err = cli('train.py', *TINY, '--max_iters=5', f'--out_dir={tmp_path}', '--learning_rate=1e-5')
+    assert code == 0, err
 
 
 def test_config_file_that_exits_is_an_error(tmp_path):

@@ -7,12 +7,13 @@ Train a looped GPT to do linear regression in context.
     python train.py config/exp5_truncation.py --n_keep=24 --seed=451
 
 Config files are Python files that assign some of the names below; later arguments win. Each run
-writes out_dir/<name>/ with config.json, log.csv and ckpt.pt, the name made of the config files and
-the flags that differ from the defaults, seed last (never max_iters or the device: a run resumed with
---init_from=resume and a larger max_iters continues the same run; a cosine schedule then stretches
-its remaining decay to the new max_iters).
+writes out_dir/<name>/ (config.json, log.csv, ckpt.pt), named by the config files and the flags that
+differ from them, seed last. --init_from=resume with a larger max_iters continues a run: wsd holds its
+peak until the new max_iters - decay_iters; cosine is recomputed for the new length, so its lr jumps up.
 """
 
+import functools
+import itertools
 import math
 import os
 import signal
@@ -119,26 +120,28 @@ def check_config(c):
     for key in ('n_dims', 'n_points', 'n_layer', 'n_head', 'n_embd', 'mlp_size', 'n_loops', 'batch_size',
                 'val_prompts', 'eval_interval', 'log_interval'):
         need(c[key] >= 1, key, 'must be at least 1')
-    need(c['max_iters'] >= 0, 'max_iters', 'must be at least 0')
+    for key in ('max_iters', 'warmup_iters', 'decay_iters', 'grad_clip', 'weight_decay', 'noise_std'):
+        need(c[key] >= 0, key, 'must be at least 0')
+    for key in ('dropout', 'beta1', 'beta2'):
+        need(0 <= c[key] < 1, key, 'must be in [0, 1)')
+    for key in ('seed', 'val_seed'):  # seed + 1 and seed * 1_000_003 + step must fit torch's 64 bits
+        need(0 <= c[key] < 2 ** 32, key, 'must be in 0..2**32 - 1')
+    need(c['out_dir'].strip() != '', 'out_dir', 'must name a folder (. for this one)')
     need(c['n_embd'] % c['n_head'] == 0, 'n_head', f'must divide n_embd={c["n_embd"]}')
     need(0 <= c['loss_window'] <= c['n_loops'], 'loss_window', f'must be in 0 (all)..n_loops={c["n_loops"]}')
+    # inject=none: the prompt enters the first loop only, so a window without it never trains read_in
+    need(c['inject'] != 'none' or c['loss_window'] in (0, c['n_loops']), 'loss_window',
+         f'with --inject=none must be 0 or n_loops={c["n_loops"]}: the prompt enters the first loop only, '
+         f'and outside the window the embedding gets no gradient')
     need(c['n_keep'] == 0 or 1 <= c['n_keep'] <= c['n_points'], 'n_keep',
          f'must be 0 (keep all) or in 1..n_points={c["n_points"]}')
     need(0 <= c['truncate_after'] <= c['n_loops'], 'truncate_after', f'must be in 0..n_loops={c["n_loops"]}')
-    need(not c['n_keep_random'] or c['n_keep'] > 0, 'n_keep_random',
-         'needs n_keep > 0 (the smallest n drawn)')
-    need(0.0 <= c['dropout'] < 1.0, 'dropout', 'must be in [0, 1)')
-    need(c['noise_std'] >= 0, 'noise_std', 'must be at least 0')
+    need(not c['n_keep_random'] or c['n_keep'] > 0, 'n_keep_random', 'needs n_keep > 0 (the smallest n)')
     if c['task'] == 'sparse_linear':
         need(1 <= c['sparsity'] <= c['n_dims'], 'sparsity', f'must be in 1..n_dims={c["n_dims"]}')
-    need(c['learning_rate'] > 0, 'learning_rate', 'must be positive')
-    need(0 <= c['min_lr'] <= c['learning_rate'], 'min_lr', 'must be in [0, learning_rate]')
-    for key in ('warmup_iters', 'decay_iters', 'grad_clip', 'weight_decay'):
-        need(c[key] >= 0, key, 'must be at least 0')
-    need(0 <= c['beta1'] < 1, 'beta1', 'must be in [0, 1)')
-    need(0 <= c['beta2'] < 1, 'beta2', 'must be in [0, 1)')
-    for key in ('seed', 'val_seed'):  # seed + 1 and seed * 1_000_003 + step must fit torch's 64 bits
-        need(0 <= c[key] < 2 ** 32, key, 'must be in 0..2**32 - 1')
+    need(0 < c['learning_rate'] <= 1000, 'learning_rate', 'must be in (0, 1000]')  # 1e39 overflows fp32
+    need(c['lr_schedule'] == 'constant' or 0 <= c['min_lr'] <= c['learning_rate'], 'min_lr',
+         f'must be in [0, learning_rate={c["learning_rate"]}] (where {c["lr_schedule"]} ends)')
     for name, end in (('dims', 'n_dims'), ('points', 'n_points'), ('loops', 'n_loops')):
         need(c[f'{name}_start'] >= 0, f'{name}_start', 'must be at least 0 (0: no curriculum)')
         c[f'{name}_start'] = min(c[f'{name}_start'], c[end])
@@ -149,12 +152,11 @@ def check_config(c):
         need(device.type != 'mps', 'dtype', 'bfloat16 autocast is not supported on MPS')
     cuts = 0 < c['n_keep'] < c['n_points'] and c['truncate_after'] < c['n_loops']
     warnings = []
-    if c['n_keep'] >= c['n_points']:
-        warnings.append(f'n_keep={c["n_keep"]} cuts nothing: it keeps all N={c["n_points"]} examples')
-    elif c['n_keep'] > 0 and not cuts:
-        warnings.append(f'n_keep={c["n_keep"]} cuts nothing: the cut, after loop truncate_after='
-                        f'{c["truncate_after"]}, would come after the last of the '
-                        f'n_loops={c["n_loops"]} loops')
+    if c['n_keep'] > 0 and not cuts:
+        warnings.append(f'n_keep={c["n_keep"]} cuts nothing: ' + (
+            f'it keeps all N={c["n_points"]} examples' if c['n_keep'] >= c['n_points'] else
+            f'the cut, after loop truncate_after={c["truncate_after"]}, would come after the last of the '
+            f'n_loops={c["n_loops"]} loops'))
     unused = [f'{k}={c[k]}' for k, default in (('select', 'first'), ('n_keep_schedule', 'constant'))
               if c[k] != default]
     if unused and not cuts:
@@ -178,8 +180,7 @@ def get_lr(it, c):
 def evaluate(model, xs, ys, n_loops, n_dims_active, ctx, seed, chunk=256):
     """(loss on all positions, query error / d) of the model on fixed prompts at n_loops, in eval mode.
     Random truncation draws the same subsets every time (a generator seeded with seed)."""
-    was_training = model.training
-    model.eval()
+    model.eval()  # no dropout; train() again at the end
     generator = make_generator(seed)
     losses, errors = [], []
     for i in range(0, xs.size(0), chunk):
@@ -189,7 +190,7 @@ def evaluate(model, xs, ys, n_loops, n_dims_active, ctx, seed, chunk=256):
             preds, loss = model(x, y, n_loops=n_loops, loss_window=1, scores=scores)
         losses.append(loss.float() * x.size(0))
         errors.append(((preds[-1][:, -1].float() - y[:, -1]) ** 2).sum() / n_dims_active)
-    model.train(was_training)
+    model.train()
     return (torch.stack(losses).sum() / xs.size(0)).item(), (torch.stack(errors).sum() / xs.size(0)).item()
 
 
@@ -208,7 +209,7 @@ def validate(model, c, val_set, ctx, d_now, N_now, b_now, train_loss, first_loss
         text += f', {err_now:.4f} at the training d={d_now} N={N_now}'
     # a finite divergence is judged on the prompts trained on: early in its curricula a model may
     # extrapolate badly to the final d and N without anything being wrong
-    zero_err, diverged = zero_error(val_set(d_now, N_now)[1], d_now), ''
+    zero_err, diverged = (val_set(d_now, N_now)[1][:, -1] ** 2).mean().item() / d_now, ''  # predicting 0
     if err_now > 10 * zero_err:
         diverged = f'the validation error {err_now:.4g} is over 10x that of predicting 0 ({zero_err:.4g})'
     elif first_loss and train_loss > 10 * first_loss:
@@ -221,18 +222,14 @@ def validate(model, c, val_set, ctx, d_now, N_now, b_now, train_loss, first_loss
 def summary(model, c, xs, ys, ctx):
     """The trained model's query error next to least squares and the zero predictor, at a few k."""
     print(f'query error (squared error / d) on {xs.size(0)} validation prompts at d={c.n_dims}, '
-          f'N={c.n_points}, b={c.n_loops}, by the number k of examples the model sees:')
-    print(f'{"k":>5} {"model":>10} {"least_sq":>10} {"zero":>10}', flush=True)
+          f'N={c.n_points}, b={c.n_loops}, by the number k of examples the model sees:\n'
+          f'{"k":>5} {"model":>10} {"least_sq":>10} {"zero":>10}', flush=True)
     for k in sorted({max(1, c.n_dims // 2), c.n_dims, 2 * c.n_dims, c.n_points} & set(range(c.n_points + 1))):
         xs_k, ys_k = first_k(xs, ys, k)
         _, model_err = evaluate(model, xs_k, ys_k, c.n_loops, c.n_dims, ctx, c.val_seed)
         ls_err = ((least_squares(xs_k, ys_k) - ys_k[:, -1]) ** 2).mean().item() / c.n_dims
-        print(f'{k:>5} {model_err:>10.4f} {ls_err:>10.4f} {zero_error(ys_k, c.n_dims):>10.4f}', flush=True)
-
-
-def zero_error(ys, d):
-    """The query error of predicting 0 on these prompts: what a model that learned nothing scores."""
-    return (ys[:, -1].float() ** 2).mean().item() / d
+        zero_err = (ys_k[:, -1] ** 2).mean().item() / c.n_dims
+        print(f'{k:>5} {model_err:>10.4f} {ls_err:>10.4f} {zero_err:>10.4f}', flush=True)
 
 
 def open_run(argv):
@@ -246,11 +243,8 @@ def open_run(argv):
 
 # -----------------------------------------------------------------------------
 if __name__ == '__main__':
-    exit_on_errors()  # any I/O error not handled below: one line, exit 2
-    try:
-        config, directory, ckpt = open_run(sys.argv[1:])
-    except ConfigError as err:
-        fail(err)
+    exit_on_errors()  # a bad flag or file, an I/O error (a full disk, a closed pipe): one line, exit 2
+    config, directory, ckpt = open_run(sys.argv[1:])
     c = SimpleNamespace(**config)
     device = check_device(c.device)
     ctx, dtype_name = autocast(device, c.dtype)
@@ -277,54 +271,56 @@ if __name__ == '__main__':
 
     # the run directory (config.json, log.csv, ckpt.pt), locked while this process lives
     ckpt_path, log_path = os.path.join(directory, 'ckpt.pt'), os.path.join(directory, 'log.csv')
-    try:
-        run_lock, rows = rundir.take(directory, config, ckpt)
-    except (ConfigError, OSError) as err:
-        fail(err)
+    run_lock, rows = rundir.take(directory, config, ckpt)
     tracker = SimpleNamespace(log=lambda *args, **kwargs: None)  # wandb's stand-in: no `if` in the loop
     if c.wandb_log:
         import wandb
         tracker = wandb.init(project=c.wandb_project, name=c.wandb_run_name or os.path.basename(directory),
                              config=config, dir=directory)
-    val_sets = {}  # (d, N) -> the fixed validation prompts at that point of the curricula
-
-    def val_set(d, N):
-        if (d, N) not in val_sets:
-            val_sets[d, N] = validation_set(c.task, c.val_prompts, N, c.n_dims, c.val_seed, device,
-                                            c.noise_std, c.sparsity, n_dims_active=d)
-        return val_sets[d, N]
+    val_set = functools.cache(lambda d, N: validation_set(  # the fixed prompts at each (d, N) reached
+        c.task, c.val_prompts, N, c.n_dims, c.val_seed, device, c.noise_std, c.sparsity, n_dims_active=d))
 
     def save(step):  # a failed write ends the run in one line, naming the checkpoint that is kept
         state = {'version': rundir.CKPT_VERSION, 'model': model.state_dict(),
                  'optimizer': optimizer.state_dict(), 'model_args': asdict(model.config), 'config': config,
                  'iter': step, 'rng': rundir.rng_state(device, generators)}
-        try:
-            rundir.save_checkpoint(ckpt_path, state)
-        except ConfigError as err:
-            fail(f'{err} (' + (f'the checkpoint of step {saved_iter} is kept)' if saved_iter is not None
-                               else 'no checkpoint was written)'))
+        rundir.save_checkpoint(ckpt_path, state, kept=saved_iter)
 
+    def stage(it):  # where the curricula stand at step it: active dims, examples per prompt, loops
+        return (curriculum(c.dims_start, c.n_dims, c.dims_step, c.dims_interval, it),
+                curriculum(c.points_start, c.n_points, c.points_step, c.points_interval, it),
+                curriculum(c.loops_start, c.n_loops, c.loops_step, c.loops_interval, it))
+
+    @functools.cache
+    def step_flops(N, b_max):  # a step's matmul FLOPs at this point of the curricula (b drawn: the mean)
+        window = min(c.loss_window or b_max, b_max)
+        loops = range(window, b_max + 1) if c.n_loops_random else [b_max]
+        return sum(model.flops_per_step(c.batch_size, N, b, window) for b in loops) / len(loops)
+    # the FLOPs from each step to the end: the ETA and GFLOP/s count the curricula's growth
+    per_step = (step_flops(*stage(it)[1:]) for it in reversed(range(c.max_iters)))
+    flops_left = list(itertools.accumulate(per_step, initial=0.0))[::-1]
     stop = []  # Ctrl-C and SIGTERM finish the step in flight, save, and exit
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda signum, frame: stop.append(signum))
-    print(f'run {directory}')
-    print(f'device {device}, {dtype_name}{", compiled" if c.compile else ""}, {model.num_params():,} '
-          f'parameters, steps {start_iter}..{c.max_iters}', flush=True)
+    print(f'run {directory}\ndevice {device}, {dtype_name}{", compiled" if c.compile else ""}, '
+          f'{model.num_params():,} parameters, steps {start_iter}..{c.max_iters}: '
+          f'{flops_left[start_iter] / 1e12:.3g} TFLOP', flush=True)
+    hours = flops_left[start_iter] / 50e9 / 3600  # a 2-core CPU in fp32 runs ~50 GFLOP/s (bench.py)
+    if device.type == 'cpu' and hours > 1:  # said now, not after the curricula's cheap first stages
+        print(f'note: that is about {hours:.1f} h for a 2-core CPU at 50 GFLOP/s; '
+              f'config/laptop.py learns the task in minutes', flush=True)
     loss_sum, loss_count = torch.zeros((), device=device), 0
     # a resumed run compares its loss with the run's first, and keeps the checkpoint it resumed from
     first_loss = float(rows[0]['train_loss']) if rows and rows[0].get('train_loss') else None
     saved_iter, diverged = (start_iter if ckpt is not None else None), ''
     bad_iter = torch.full((), -1, device=device)  # first non-finite loss, on the device: no sync per step
-    t_last, steps_timed = time.time(), 0
+    t_last, step_last = time.time(), start_iter
 
     # -------------------------------------------------------------------------
     # the training loop
     for it in range(start_iter, c.max_iters):
-        # where the curricula stand: active dims, examples per prompt, loops
-        d_now = curriculum(c.dims_start, c.n_dims, c.dims_step, c.dims_interval, it)
-        N_now = curriculum(c.points_start, c.n_points, c.points_step, c.points_interval, it)
-        b_now = curriculum(c.loops_start, c.n_loops, c.loops_step, c.loops_interval, it)
-        window = min(c.loss_window or b_now, b_now)
+        d_now, N_now, b_now = stage(it)  # short prompts at small d first: they leave the plateau sooner
+        window = min(c.loss_window or b_now, b_now)  # loops that carry gradient; the rest run graph-free
         # this step's loops: with n_loops_random a draw from [window, b_now], so that the fit must hold
         # at every b from the window on (a fixed point), not only at one
         b = b_now
@@ -333,7 +329,7 @@ if __name__ == '__main__':
         n_keep = c.n_keep
         if c.n_keep_random:  # a new number kept every step, from [n_keep, N]
             n_keep = int(torch.randint(c.n_keep, c.n_points + 1, (1,), generator=generators['host']))
-        lr = get_lr(it, c)
+        lr = get_lr(it, c)  # warmup, then constant, cosine or wsd
         for group in optimizer.param_groups:
             group['lr'] = lr
 
@@ -345,24 +341,26 @@ if __name__ == '__main__':
             scores = torch.rand(c.batch_size, N_now, generator=generators['trunc'], device=device)
         with ctx:
             _, loss = step_model(xs, ys, n_loops=b, loss_window=window, n_keep=n_keep, scores=scores)
-        loss.backward()
+        loss.backward()  # through the window's loops only
         if c.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)  # no batch throws it far
         optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=True)  # frees the gradients' memory until the next backward
 
         # bookkeeping without a host sync: a GPU never waits for the CPU between log intervals
-        loss_sum, loss_count, steps_timed = loss_sum + loss.detach(), loss_count + 1, steps_timed + 1
+        loss_sum, loss_count = loss_sum + loss.detach(), loss_count + 1
         bad_iter = torch.where((bad_iter < 0) & ~torch.isfinite(loss.detach()), it + 1, bad_iter)
         done = it + 1
         evaluating = done % c.eval_interval == 0 or done == c.max_iters
         if not (done % c.log_interval == 0 or evaluating or stop):
-            continue
+            continue  # most steps end here
         if bad_iter.item() >= 0:  # diverged: stop before anything is saved from the bad weights
             kept = 'the last checkpoint is kept' if os.path.exists(ckpt_path) else 'no checkpoint was written'
             fail(f'the loss became {loss.item()} at step {bad_iter.item()}; stopping ({kept}, {directory}). '
                  f'Try a lower --learning_rate or --grad_clip.', code=3)
-        ms_per_step = (time.time() - t_last) * 1000 / steps_timed
+        seconds = time.time() - t_last
+        ms_per_step = seconds * 1000 / (done - step_last)
+        flop_rate = (flops_left[step_last] - flops_left[done]) / seconds
         b_text = f'{window}..{b_now}' if c.n_loops_random else f'{b_now}'
         line = f'iter {done}/{c.max_iters}: loss {loss.item():.4f}'
         line += f' (training at d={d_now} N={N_now} b={b_text})'
@@ -378,23 +376,22 @@ if __name__ == '__main__':
                                          for k in rundir.LOG_COLUMNS])
             save(done)
             saved_iter, line = done, line + text
-            tracker.log(row, step=done)
-            loss_sum, loss_count = torch.zeros((), device=device), 0
+            tracker.log(row, step=done)  # a no-op unless --wandb_log=True
+            loss_sum, loss_count = torch.zeros((), device=device), 0  # the next row's mean starts afresh
         elif stop:  # saved before any output: a closed stdout (| tee, then Ctrl-C) must not cost it
             save(done)
-        # speed: FLOPs of this step's shape (curricula, b, window and cut included) over its time
-        flops = model.flops_per_step(c.batch_size, N_now, b, window, n_keep)
-        mfu = estimate_mfu(flops / ms_per_step * 1000, device, dtype_name)
-        line += f'; lr {lr:.2e}, {ms_per_step:.1f} ms/step, {flops / ms_per_step / 1e6:.1f} GFLOP/s'
+        # speed and time to go, from the FLOPs done and left: the curricula's growth is counted
+        mfu = estimate_mfu(flop_rate, device, dtype_name)
+        line += f'; lr {lr:.2e}, {ms_per_step:.1f} ms/step, {flop_rate / 1e9:.1f} GFLOP/s'
         line += f' (mfu {100 * mfu:.1f}%)' if mfu else ''
-        print(line + f', eta {(c.max_iters - done) * ms_per_step / 60000:.1f} min', flush=True)
+        print(line + f', eta {flops_left[done] / flop_rate / 60:.1f} min', flush=True)
         if stop:
             # the same command, once with --init_from=resume and without --overwrite (a threat to the run)
             args = [a for a in sys.argv[1:] if not a.startswith(('--init_from=', '--overwrite='))]
             print(f'stopped by {signal.Signals(stop[0]).name} after step {done}; checkpoint saved. Resume '
                   f'with:\n  {shell_command(sys.argv[0], args + ["--init_from=resume"])}', flush=True)
-            sys.exit(128 + stop[0])
-        t_last, steps_timed = time.time(), 0
+            sys.exit(128 + stop[0])  # 130 after Ctrl-C, as a shell reports it
+        t_last, step_last = time.time(), done
 
     summary(model, c, *val_set(c.n_dims, c.n_points), ctx)
     if diverged:
