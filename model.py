@@ -335,8 +335,9 @@ def autocast(device, dtype):
     asked. On CPUs fp32 is the default: where the CPU lacks native bf16 matmuls, as on the 2-core machine
     these numbers come from, bf16 autocast runs the matmuls 10-25x slower."""
     from contextlib import nullcontext
-    if dtype == 'auto':
-        dtype = 'bfloat16' if device.type == 'cuda' and torch.cuda.is_bf16_supported() else 'float32'
+    if dtype == 'auto':  # bf16 where this GPU has it natively (Ampere on), not emulated (slow)
+        dtype = 'bfloat16' if device.type == 'cuda' and torch.cuda.get_device_capability(device) >= (8, 0) \
+            else 'float32'
     if dtype == 'float32':
         return nullcontext(), dtype
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16), dtype

@@ -206,15 +206,24 @@ def take(directory, config, ckpt):
 def rng_state(device, generators):
     return {'torch': torch.get_rng_state(), 'device_type': device.type,
             'cuda': torch.cuda.get_rng_state(device) if device.type == 'cuda' else None,
+            'mps': torch.mps.get_rng_state() if device.type == 'mps' else None,  # dropout's, on Apple GPUs
             **{name: g.get_state() for name, g in generators.items()}}
 
 
-def restore_rng(ckpt, device, generators):
-    """Every random state the run uses, from its checkpoint. A generator saved on another device type
-    cannot be restored: it is re-seeded from (seed, step), and the note says the prompts now differ."""
+def restore(ckpt, model, optimizer, device, generators):
+    """The weights, the optimizer and every random state the run uses, from its checkpoint. AdamW's
+    fused kernel stays this device's choice, not the saving one's. A generator saved on another device
+    type cannot be restored: it is re-seeded from (seed, step), and the note says the prompts now differ."""
+    model.load_state_dict(ckpt['model'])
+    fused = [group['fused'] for group in optimizer.param_groups]
+    optimizer.load_state_dict(ckpt['optimizer'])
+    for group, flag in zip(optimizer.param_groups, fused):
+        group['fused'] = flag
     torch.set_rng_state(ckpt['rng']['torch'])
     if device.type == 'cuda' and ckpt['rng'].get('cuda') is not None:
         torch.cuda.set_rng_state(ckpt['rng']['cuda'], device)
+    if device.type == 'mps' and ckpt['rng'].get('mps') is not None:
+        torch.mps.set_rng_state(ckpt['rng']['mps'])
     for name, g in generators.items():
         if ckpt['rng']['device_type'] == g.device.type or name == 'host':
             g.set_state(ckpt['rng'][name])

@@ -372,14 +372,24 @@ def run_cli(*args, cwd=HERE):
                           capture_output=True, text=True, timeout=120, env=ONE_THREAD)
 
 
-TINY = ['--n_dims=3', '--n_points=6', '--n_layer=1', '--n_head=2', '--n_embd=16', '--mlp_size=32', '--n_loops=2',
-        '--loss_window=2', '--dims_start=0', '--points_start=0', '--val_prompts=64', '--batch_size=16',
-        '--warmup_iters=0', '--log_interval=5', '--eval_interval=10']
+def report(result):
+    """All a finished process said, for an assertion's message."""
+    return f'exit code {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}'
+
+
+def assert_ok(result):
+    assert result.returncode == 0, report(result)
+    return result
+
+
+TINY = ['--n_dims=3', '--n_points=6', '--n_layer=1', '--n_head=2', '--n_embd=16', '--mlp_size=32',
+        '--n_loops=2', '--loss_window=2', '--dims_start=0', '--points_start=0', '--val_prompts=64',
+        '--batch_size=16', '--warmup_iters=0', '--log_interval=5', '--eval_interval=10', '--device=cpu']
 
 
 def test_cli_runs_and_writes_the_run_directory(tmp_path):
     result = run_cli(*TINY, '--max_iters=20', '--n_keep=3', '--select=random', f'--out_dir={tmp_path}')
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0, report(result)
     runs = os.listdir(tmp_path)
     assert len(runs) == 1 and 'n_keep=3,select=random' in runs[0] and runs[0].endswith(',seed=42')
     assert sorted(os.listdir(tmp_path / runs[0])) == ['ckpt.pt', 'config.json', 'lock', 'log.csv']
@@ -419,7 +429,7 @@ def test_bad_flags_are_one_line_errors(args, flag, tmp_path):
 
 def test_bad_flag_through_the_cli(tmp_path):
     result = run_cli('--n_lops=3', f'--out_dir={tmp_path / "out"}')
-    assert result.returncode == 2 and 'Traceback' not in result.stderr
+    assert result.returncode == 2 and 'Traceback' not in result.stderr, report(result)
     assert result.stderr.strip() == "error: --n_lops: unknown key 'n_lops' (did you mean n_loops, n_loops_random?)"
     assert not (tmp_path / 'out').exists()
 
@@ -453,15 +463,15 @@ def read_rows(path):
 
 def test_a_run_directory_with_a_checkpoint_is_never_overwritten_by_accident(tmp_path):
     args = [*TINY, '--max_iters=10', f'--out_dir={tmp_path}', '--run_name=r']
-    assert run_cli(*args).returncode == 0
+    assert_ok(run_cli(*args))
     before = (tmp_path / 'r' / 'ckpt.pt').read_bytes()
     again = run_cli(*args)
-    assert again.returncode == 2 and 'already holds a checkpoint' in again.stderr
+    assert again.returncode == 2 and 'already holds a checkpoint' in again.stderr, report(again)
     assert 'Traceback' not in again.stderr and (tmp_path / 'r' / 'ckpt.pt').read_bytes() == before
-    assert run_cli(*args, '--overwrite=True', '--seed=7').returncode == 0
+    assert_ok(run_cli(*args, '--overwrite=True', '--seed=7'))
     assert (tmp_path / 'r' / 'ckpt.pt').read_bytes() != before
     missing = run_cli(*args, '--init_from=resume', '--run_name=elsewhere')
-    assert missing.returncode == 2 and 'no checkpoint' in missing.stderr
+    assert missing.returncode == 2 and 'no checkpoint' in missing.stderr, report(missing)
 
 
 def test_resume_extends_a_run_exactly(tmp_path):
@@ -469,10 +479,10 @@ def test_resume_extends_a_run_exactly(tmp_path):
     log the rows, and end with the weights, of a straight run (random cuts, dropout, n drawn per step)."""
     common = [*TINY, '--eval_interval=5', '--dropout=0.1', '--n_keep=3', '--select=random', '--n_keep_random=True',
               '--n_loops_random=True', '--loss_window=1']
-    assert run_cli(*common, '--max_iters=20', f'--out_dir={tmp_path / "whole"}').returncode == 0
-    assert run_cli(*common, '--max_iters=10', f'--out_dir={tmp_path / "parts"}').returncode == 0
+    assert_ok(run_cli(*common, '--max_iters=20', f'--out_dir={tmp_path / "whole"}'))
+    assert_ok(run_cli(*common, '--max_iters=10', f'--out_dir={tmp_path / "parts"}'))
     resumed = run_cli(*common, '--max_iters=20', f'--out_dir={tmp_path / "parts"}', '--init_from=resume')
-    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.returncode == 0, report(resumed)
     [name] = os.listdir(tmp_path / 'whole')
     assert os.listdir(tmp_path / 'parts') == [name] and 'max_iters' not in name
     assert read_rows(tmp_path / 'whole' / name / 'log.csv') == read_rows(tmp_path / 'parts' / name / 'log.csv')
@@ -494,13 +504,13 @@ def test_ctrl_c_saves_and_resumes_exactly(tmp_path):
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 128 + signal.SIGINT, err
+    assert proc.returncode == 128 + signal.SIGINT, (proc.returncode, out, err)
     assert '--init_from=resume' in out
     k = load_checkpoint(str(tmp_path / 'cut' / 'ckpt.pt'))['iter']
     assert 0 < k < 1000000
     # resumed to k + 7 it ends where an uninterrupted run of k + 7 steps ends
-    assert run_cli(*common, f'--max_iters={k + 7}', '--run_name=cut', '--init_from=resume').returncode == 0
-    assert run_cli(*common, f'--max_iters={k + 7}', '--run_name=whole').returncode == 0
+    assert_ok(run_cli(*common, f'--max_iters={k + 7}', '--run_name=cut', '--init_from=resume'))
+    assert_ok(run_cli(*common, f'--max_iters={k + 7}', '--run_name=whole'))
     a = load_checkpoint(str(tmp_path / 'cut' / 'ckpt.pt'))
     b = load_checkpoint(str(tmp_path / 'whole' / 'ckpt.pt'))
     assert all(torch.equal(a['model'][name], b['model'][name]) for name in a['model'])
@@ -508,7 +518,7 @@ def test_ctrl_c_saves_and_resumes_exactly(tmp_path):
 
 def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     args = [*TINY, '--max_iters=10', f'--out_dir={tmp_path}', '--run_name=r', '--grad_clip=0']
-    assert run_cli(*args).returncode == 0
+    assert_ok(run_cli(*args))
     path = str(tmp_path / 'r' / 'ckpt.pt')
     ckpt = load_checkpoint(path)
     ckpt['model'] = {k: v * 1e30 for k, v in ckpt['model'].items()}  # weights that overflow at once
@@ -516,7 +526,7 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     bad = (tmp_path / 'r' / 'ckpt.pt').read_bytes()
     result = run_cli(*args[:-4], '--max_iters=30', f'--out_dir={tmp_path}', '--run_name=r', '--grad_clip=0',
                      '--init_from=resume')
-    assert result.returncode == 3, result.stderr
+    assert result.returncode == 3, report(result)
     assert int(re.search(r'at step (\d+)', result.stderr).group(1)) > 10  # names where it happened
     assert 'the last checkpoint is kept' in result.stderr and 'Traceback' not in result.stderr
     assert (tmp_path / 'r' / 'ckpt.pt').read_bytes() == bad  # nothing was saved from the diverged run
@@ -787,3 +797,46 @@ def test_least_squares_runs_for_a_device_without_float64():
     assert torch.allclose(got.as_subclass(torch.Tensor), expected)
     with pytest.raises(TypeError):
         xs.as_subclass(NoFloat64).double()  # the stand-in does refuse float64
+
+
+# -----------------------------------------------------------------------------
+# devices: what a checkpoint or a GPU brings with it, and the same checks on each device that is here
+
+def test_auto_dtype_is_bf16_only_where_the_gpu_has_it(monkeypatch):
+    from model import autocast
+    for capability, expected in (((7, 0), 'float32'), ((8, 0), 'bfloat16'), ((9, 0), 'bfloat16')):
+        monkeypatch.setattr(torch.cuda, 'get_device_capability', lambda device=None: capability)
+        assert autocast(torch.device('cuda'), 'auto')[1] == expected, capability  # V100/T4: emulated, slow
+    assert autocast(torch.device('cpu'), 'auto')[1] == 'float32'
+
+
+def test_a_checkpoint_from_cuda_does_not_bring_its_fused_optimizer():
+    import rundir
+    model = LoopedGPT(LoopedGPTConfig(n_dims=3, n_points=4, n_layer=1, n_head=2, n_embd=16, mlp_size=32))
+    on_cuda = model.configure_optimizers(0.0, 1e-3, (0.9, 0.99), 'cuda')  # fused=True, as saved on a GPU
+    ckpt = {'model': model.state_dict(), 'optimizer': on_cuda.state_dict(),
+            'rng': {'torch': torch.get_rng_state(), 'device_type': 'cuda', 'cuda': None}}
+    here = model.configure_optimizers(0.0, 1e-3, (0.9, 0.99), 'cpu')
+    rundir.restore(ckpt, model, here, torch.device('cpu'), {})
+    assert [g['fused'] for g in here.param_groups] == [False, False]
+
+
+DEVICES = [d for d, here in (('cuda', torch.cuda.is_available()), ('mps', torch.backends.mps.is_available()))
+           if here]  # empty here on a CPU-only machine: the tests below are then reported as skipped
+
+
+@pytest.mark.parametrize('device', DEVICES)
+def test_train_resume_and_evaluate_on_the_device(tmp_path, device):
+    """A short run, resumed exactly (the same weights as a straight run), evaluated and benchmarked."""
+    common = [*TINY[:-1], f'--device={device}', '--eval_interval=5', '--dropout=0.1', '--dtype=float32']
+    assert_ok(run_cli(*common, '--max_iters=10', f'--out_dir={tmp_path / "whole"}'))
+    assert_ok(run_cli(*common, '--max_iters=5', f'--out_dir={tmp_path / "parts"}'))
+    assert_ok(run_cli(*common, '--max_iters=10', f'--out_dir={tmp_path / "parts"}', '--init_from=resume'))
+    [name] = os.listdir(tmp_path / 'whole')
+    a, b = (load_checkpoint(str(tmp_path / part / name / 'ckpt.pt')) for part in ('whole', 'parts'))
+    assert all(torch.allclose(a['model'][k], b['model'][k], atol=1e-5) for k in a['model'])
+    for script, args in (('eval_extrapolation.py', [str(tmp_path / 'whole' / name), '--max_loops=4',
+                                                    '--n_prompts=32', f'--device={device}']),
+                         ('bench.py', [*TINY[:-1], f'--device={device}', '--steps=3', '--warmup=1'])):
+        assert_ok(subprocess.run([sys.executable, os.path.join(HERE, script), *args], cwd=HERE,
+                                 capture_output=True, text=True, timeout=300))

@@ -293,7 +293,7 @@ def test_a_second_trainer_on_a_run_directory_is_refused(interrupted):
 
 
 def test_ctrl_c_prints_a_resume_command_that_pastes(interrupted):
-    assert interrupted['code'] == 128 + signal.SIGINT, interrupted['stderr']
+    assert interrupted['code'] == 128 + signal.SIGINT, (interrupted['stdout'], interrupted['stderr'])
     assert interrupted['stdout'].count('Resume with:') == 1
     args = shlex.split(interrupted['stdout'].splitlines()[-1])
     assert args[0] == 'python' and os.path.basename(args[1]) == 'train.py'  # as it was named

@@ -258,12 +258,9 @@ if __name__ == '__main__':
                   'host': make_generator(c.seed)}                  # per-step n and b: no device sync
     # the truncation draws have a stream of their own, so arms that differ only in select see the very
     # same prompts at every step: seeds are paired
-    start_iter = 0
+    start_iter = 0 if ckpt is None else ckpt['iter']
     if ckpt is not None:
-        model.load_state_dict(ckpt['model'])
-        optimizer.load_state_dict(ckpt['optimizer'])
-        start_iter = ckpt['iter']
-        rundir.restore_rng(ckpt, device, generators)
+        rundir.restore(ckpt, model, optimizer, device, generators)
     step_model = model
     if c.compile:  # each curriculum stage is one shape: one graph each, the loop included
         torch._dynamo.config.cache_size_limit = max(64, c.n_points + 1)
