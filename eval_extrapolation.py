@@ -108,12 +108,13 @@ EVAL_TOKENS = {'cpu': 2 ** 13}
 
 
 @torch.no_grad()
-def model_errors(model, xs, ys, n_loops, first_loop=1, n_keep=None, seed=0):
-    """(errors, change): the query error / d after each loop first_loop..n_loops, on the CPU,
+def model_predictions(model, xs, ys, n_loops, first_loop=1, n_keep=None, seed=0, scores=None):
+    """(preds, change): the query's prediction after each loop first_loop..n_loops, on the CPU,
     (n_loops - first_loop + 1, B), and per loop 1..n_loops the mean over prompts of
     ||h_t - h_{t-1}|| / ||h_t|| (norms over a prompt's whole state, tokens x channels): how far the
     loop is from a fixed point. One forward pass per chunk gives every loop count. xs, ys on the CPU,
-    moved to the model's device a chunk at a time. n_keep: None for the run's own cut, 0 for none."""
+    moved to the model's device a chunk at a time. n_keep: None for the run's own cut, 0 for none.
+    scores (B, N): random truncation's draws (default: drawn from seed)."""
     model.eval()
     device = next(model.parameters()).device
     B, P, d = xs.shape
@@ -134,18 +135,87 @@ def model_errors(model, xs, ys, n_loops, first_loop=1, n_keep=None, seed=0):
 
     handle = model.ln_f.register_forward_hook(hook)
     try:
-        errors = []
+        out = []
         for i in range(0, B, chunk):
             hook_state.update(t=0, prev=None)
             x, y = xs[i:i + chunk].to(device), ys[i:i + chunk].to(device)
-            scores = torch.rand(x.size(0), P - 1, generator=generator).to(device)
+            s = torch.rand(x.size(0), P - 1, generator=generator) if scores is None else scores[i:i + chunk]
             preds, _ = model(x, y, n_loops=n_loops, loss_window=n_loops - first_loop + 1, n_keep=n_keep,
-                             scores=scores)
+                             scores=s.to(device))
             # preds[j][:, -1] is the query's prediction after loop first_loop + j
-            errors.append(torch.stack([query_error(p[:, -1].float(), y, d) for p in preds]).cpu())
+            out.append(torch.stack([p[:, -1].float() for p in preds]).cpu())
     finally:
         handle.remove()
-    return torch.cat(errors, dim=1), (change / B).tolist()  # (loops, B), [loops]
+    return torch.cat(out, dim=1), (change / B).tolist()  # (loops, B), [loops]
+
+
+def model_errors(model, xs, ys, n_loops, first_loop=1, n_keep=None, seed=0):
+    """(errors, change): model_predictions' query error / d, (n_loops - first_loop + 1, B), and change."""
+    preds, change = model_predictions(model, xs, ys, n_loops, first_loop, n_keep, seed)
+    return query_error(preds, ys, xs.size(2)), change
+
+
+# -----------------------------------------------------------------------------
+# the loop lens: the weights w_t the model implies after loop t, beside least squares and gradient descent
+
+LENS_PROMPTS = 256  # the lens reads the first this many prompts, each d + 2 times (d probes, 0, its query)
+LENS_GD_STEPS = 200  # w_GD(s) for s = 0..200; a loop nearer w_LS than step 200 reads as 200
+LENS_TOL = 0.1  # f_t reads as linear where its mean affine error and intercept (relative) are below this
+GD_STEP_SIZES = torch.logspace(-1.5, 0.5, 41, dtype=torch.float64)  # step c / k: c from 0.03 to 3.2
+
+
+def gd_path(xs, ys, n_steps=LENS_GD_STEPS):
+    """(w_GD (n_steps + 1, B, d), step sizes c, w_LS (B, d)): w_GD(s) is s steps of gradient descent from 0
+    on the examples' mean squared error, at the c best for that s: nearest w_LS (||.||^2 / ||w_LS||^2, mean
+    over prompts): for noiseless isotropic x, the expected query error, with no held-out point needed."""
+    X, y = xs[:, :-1].double(), ys[:, :-1].double().unsqueeze(-1)  # (B, k, d), (B, k, 1)
+    c, k = GD_STEP_SIZES, X.size(1)
+    gram, grad_at_0 = X.mT @ X / k, X.mT @ y / k  # (B, d, d), (B, d, 1)
+    w_ls = torch.linalg.pinv(X) @ y  # (B, d, 1), min-norm
+    w = X.new_zeros(X.size(0), X.size(2), len(c))  # (B, d, C): a run per step size, side by side
+    path, sizes = [w[..., 0]], [0.0]
+    for _ in range(n_steps):
+        w = w - c * (gram @ w - grad_at_0)
+        dist = ((w - w_ls).norm(dim=1) / w_ls.norm(dim=1)).pow(2).mean(0)  # (C,); a diverged c: inf or NaN
+        best = dist.nan_to_num(nan=math.inf).argmin()
+        path.append(w[..., best])
+        sizes.append(c[best].item())
+    return torch.stack(path), sizes, w_ls.squeeze(-1)
+
+
+@torch.no_grad()
+def loop_lens(model, xs, ys, n_loops, n_keep=None, seed=0):
+    """The model after loop t = 1..n_loops as a function of the query, f_t: its weights
+    w_t = (f_t(sqrt(d) e_j) - f_t(0)) / sqrt(d), their distance to least squares and the GD step nearest
+    them, read in one pass over d + 2 copies of each prompt (d probes, 0, its own query; the causal mask
+    hides the query from the rest). Where f_t is not linear (no mask, a nonlinear model), affine_err and
+    intercept (relative to the rms prediction) and `linear` say that the reading does not hold."""
+    B, P, d = xs.shape
+    scale = d ** 0.5  # probes as long as a typical x
+    queries = torch.cat((scale * torch.eye(d), torch.zeros(1, d))).expand(B, d + 1, d)
+    queries = torch.cat((queries, xs[:, -1:]), dim=1)  # (B, d + 2, d)
+    copies = torch.cat((xs[:, None, :-1].expand(B, d + 2, P - 1, d), queries.unsqueeze(2)), dim=2)
+    scores = torch.rand(B, P - 1, generator=make_generator(seed))  # one random cut per prompt and its copies
+    f, _ = model_predictions(model, copies.flatten(0, 1), ys.repeat_interleave(d + 2, 0), n_loops,
+                             n_keep=n_keep, scores=scores.repeat_interleave(d + 2, 0))
+    f = f.double().view(n_loops, B, d + 2)
+    f_0, f_x = f[..., d], f[..., d + 1]  # (loops, B)
+    w = (f[..., :d] - f_0.unsqueeze(-1)) / scale  # (loops, B, d)
+    rms = f_x.pow(2).mean(1, keepdim=True).sqrt().clamp_min(1e-12)  # a typical prediction, per loop
+    affine_err = (f_x - f_0 - (w * xs[:, -1].double()).sum(-1)).abs() / rms
+    intercept = f_0.abs() / rms
+    path, sizes, w_ls = gd_path(xs, ys)
+    ls_norm = w_ls.norm(dim=-1)  # (B,)
+    dist = torch.cdist(w.transpose(0, 1), path.transpose(0, 1), compute_mode='donot_use_mm_for_euclid_dist')
+    to_gd = dist.min(-1).values  # (B, loops)
+    # the fewest GD steps as near w_t as any (within 1%, or float32's reading): once GD has converged, the
+    # steps after it tie, and the nearest of them would be noise
+    gd_step = (dist <= 1.01 * to_gd.unsqueeze(-1) + 1e-6 * ls_norm.view(-1, 1, 1)).float().argmax(-1)
+    return {'n_prompts': B, 'probe_scale': scale, 'gd_max_steps': len(sizes) - 1, 'tol': LENS_TOL,
+            'to_ls': mean_sem((w - w_ls).norm(dim=-1) / ls_norm), 'gd_step': mean_sem(gd_step.T),
+            'to_gd': mean_sem(to_gd.T / ls_norm), 'affine_err': mean_sem(affine_err),
+            'intercept': mean_sem(intercept),
+            'linear': (torch.maximum(affine_err.mean(1), intercept.mean(1)) < LENS_TOL).tolist()}
 
 
 def baseline_errors(xs, ys, gd_steps):
@@ -171,6 +241,8 @@ def evaluate_run(model, config, xs, ys, max_loops, seed=0, full_context=False, g
     # extrapolation: one pass, the query read out after every loop 1..max_loops
     err_loops, fixed_point = model_errors(model, xs, ys, max_loops, 1, n_keep, seed)
     t1 = time.time()
+    lens = loop_lens(model, xs[:LENS_PROMPTS], ys[:LENS_PROMPTS], max_loops, n_keep, seed)
+    t2 = time.time()
     # error vs k: one pass per k, read out from loop lo to hi, which gives both b_train and max_loops
     lo, hi = min(b_train, max_loops), max(b_train, max_loops)
     curves = {name: [] for name in ('model_b_train', 'model_max_loops', *BASELINES)}
@@ -189,8 +261,9 @@ def evaluate_run(model, config, xs, ys, max_loops, seed=0, full_context=False, g
         # relative change of the hidden state per loop; null at loop 1 and wherever truncation cut tokens
         'fixed_point': [None if math.isnan(v) else v for v in fixed_point],
         'k': list(range(n_points + 1)),
-        'err_vs_k': {name: mean_sem(torch.stack(v)) for name, v in curves.items()},
-        'seconds': {'loop_sweep': round(t1 - t0, 2), 'k_sweep': round(time.time() - t1, 2)},
+        'err_vs_k': {name: mean_sem(torch.stack(v)) for name, v in curves.items()}, 'lens': lens,
+        'seconds': {'loop_sweep': round(t1 - t0, 2), 'lens': round(t2 - t1, 2),
+                    'k_sweep': round(time.time() - t2, 2)},
     }
 
 
@@ -208,11 +281,11 @@ def print_summary(results, variants):
     ks = sorted({max(1, d // 2), d, 2 * d, N} & set(range(N + 1)))
     e = results[0]['eval']
     print(f'\nquery error (squared error / d), mean ± std over seeds, on {e["n_prompts"]} prompts '
-          f'(k columns: the first {e["k_prompts"]}):')
+          f'(k columns: the first {e["k_prompts"]}; lens: ||w_b - w_LS|| / ||w_LS||, the nearest GD step):')
     B = e['max_loops']
     loops = [b for b in (REPORT_LOOPS, B) if b <= B]  # the experiments' b = 50, and the last loop scored
     header = (['variant', 'seeds', 'b_train', 'at b_train'] + [f'at b={b}' for b in dict.fromkeys(loops)]
-              + [f'k={k} at b_train' for k in ks])
+              + [f'k={k} at b_train' for k in ks] + ['w to LS at b_train', 'GD step at b_train'])
     rows = [header]
     for label, idx in variants:
         rs = [results[i] for i in idx]
@@ -223,6 +296,9 @@ def print_summary(results, variants):
         for k in ks:
             ok = all(k < len(r['k']) for r in rs)
             row.append(fmt([r['err_vs_k']['model_b_train']['mean'][k] for r in rs]) if ok else '-')
+        for key in ('to_ls', 'gd_step'):  # the lens ('-' where an eval.json predates it)
+            ok = b <= B and all('lens' in r for r in rs)
+            row.append(fmt([r['lens'][key]['mean'][b - 1] for r in rs]) if ok else '-')
         rows.append(row)
     widths = [max(len(r[j]) for r in rows) for j in range(len(header))]
     for r in rows:
@@ -238,7 +314,7 @@ def checkpoint_identity(ckpt_path, ckpt):
 def reusable(path, identity, opts):
     """The eval.json at path if it was computed from this very checkpoint with these settings, else None:
     re-summarising a sweep, or adding seeds to it, then only evaluates what is new. identity None: there
-    is no checkpoint, and the settings alone must match."""
+    is no checkpoint, and the settings alone must match (one from before the lens then still counts)."""
     if not os.path.isfile(path):
         return None
     result = read_json(path)
@@ -248,7 +324,7 @@ def reusable(path, identity, opts):
     k_prompts = min(opts['k_prompts'] or e.get('n_prompts', 0), e.get('n_prompts', 0))
     wanted = {k: opts[k] for k in ('max_loops', 'n_prompts', 'seed', 'full_context', 'gd_steps')}
     if ({k: e.get(k) for k in wanted} != wanted or e.get('k_prompts') != k_prompts
-            or (identity is not None and result.get('checkpoint') != identity)):
+            or (identity is not None and (result.get('checkpoint') != identity or 'lens' not in result))):
         return None
     return dict(result, reused=True)
 
@@ -259,9 +335,11 @@ def complete(result, max_loops):
     try:
         curves = [result['err_vs_loops']] + [result['err_vs_k'][n]
                                              for n in ('model_b_train', *BASELINES)]
+        lens = [result['lens'][n] for n in ('to_ls', 'gd_step')] if 'lens' in result else []
         float(result['err_vs_loops']['mean'][max_loops - 1])
         return (isinstance(result['b_train'], int) and isinstance(result['config'], dict)
                 and all(len(c['mean']) == len(c['sem']) for c in curves)
+                and all(len(c['mean']) == len(result['err_vs_loops']['mean']) for c in lens)
                 and len(result['err_vs_k']['model_b_train']['mean']) == len(result['k'])
                 and all(isinstance(v, (int, float)) for c in curves for v in c['mean'])
                 and all(isinstance(result['seconds'][k], (int, float))

@@ -10,8 +10,8 @@ Runs whose configs differ only by seed (or by where and how they ran) form one v
 config keys that differ between variants. --only keeps the variants whose label holds any of the given
 substrings and labels them again by what differs among those alone; --labels then renames them (old=new,
 split at the last '='); both take lists split at ';', or at ',' when there is no ';'. Writes NAME.svg and
-NAME.png into --out for performance, loss_comparison, extrapolation and error_vs_examples; a figure no run
-has the data for is skipped with a message.
+NAME.png into --out for performance, loss_comparison, extrapolation, error_vs_examples and lens; a figure no
+run has the data for is skipped with a message.
 """
 
 import contextlib
@@ -86,12 +86,17 @@ def check_eval(ev):
     n_loops, n_k = len(ev['loops']), len(ev['k'])
     names = ('model_b_train', 'model_max_loops', *BASELINE_STYLE)
     curves = [(ev['err_vs_loops'], n_loops)] + [(ev['err_vs_k'][name], n_k) for name in names]
-    for values, n in [(ev['loops'], n_loops), (ev['k'], n_k), (ev['fixed_point'], n_loops)] + [
-            (c[stat], n) for c, n in curves for stat in ('mean', 'sem')]:
+    checked = [(ev['loops'], n_loops), (ev['k'], n_k), (ev['fixed_point'], n_loops)]
+    integers = [ev['b_train'], *(ev['eval'][k] for k in ('max_loops', 'seed', 'n_prompts', 'gd_steps'))]
+    if 'lens' in ev:  # an eval.json from before the lens has none: the lens figure leaves it out
+        curves += [(ev['lens'][key], n_loops) for key, *_ in LENS_PANELS]
+        checked.append((ev['lens']['linear'], n_loops))
+        integers.append(ev['lens']['gd_max_steps'])
+        float(ev['lens']['tol'])
+    for values, n in checked + [(c[stat], n) for c, n in curves for stat in ('mean', 'sem')]:
         if np.asarray([math.nan if v is None else v for v in values], dtype=float).shape != (n,):
             raise ValueError(f'a curve of {len(values)} points, not {n}')
-    settings = ('max_loops', 'seed', 'n_prompts', 'gd_steps')
-    for value in (ev['b_train'], *(ev['eval'][k] for k in settings)):
+    for value in integers:
         if type(value) is not int:
             raise TypeError(f'{value!r} where an integer belongs')
 
@@ -308,6 +313,50 @@ def plot_error_vs_examples(variants, out):
            'Query error vs number of in-context examples: looped model and baselines on the same prompts')
 
 
+LENS_PANELS = (('to_ls', '||w_b - w_LS|| / ||w_LS||', 'distance to least squares'),
+               ('gd_step', 'GD steps s with w_GD(s) nearest w_b', 'the gradient-descent step it matches'),
+               ('affine_err', '|f_b(x) - f_b(0) - w_b . x| / rms f_b', 'how far f_b is from linear'))
+
+
+def plot_lens(variants, out):
+    """The loop lens: the weights w_b the model implies after loop b, beside least squares and gradient
+    descent. An x marks loops that are not linear in some seed (f_b's mean affine error or intercept above
+    the tolerance, dashed in the last panel): there w_b describes the model poorly."""
+    variants = [(label, color, [r for r in runs if 'lens' in (r['eval'] or {})])
+                for label, color, runs in variants]
+    variants = [v for v in variants if v[2]]
+    if not variants:
+        print('lens: skipped, no run has an eval.json with the lens (python eval_extrapolation.py RUN ...)')
+        return
+    fig, axes = plt.subplots(1, 3, figsize=(19, 4.5), layout='constrained')
+    means = {key: [] for key, *_ in LENS_PANELS}
+    for label, color, runs in variants:
+        _, linear = stack([(r['eval']['loops'], r['eval']['lens']['linear']) for r in runs])
+        off = (linear == 0).any(0)  # loops that are not linear in some seed
+        for ax, (key, _, _) in zip(axes, LENS_PANELS):
+            x, mean, spread, y = eval_curve(runs, 'lens', key)
+            draw(ax, x, mean, spread, color, f'{label} ({seeds(runs)})', y=y)
+            ax.plot(x[off], mean[off], 'x', color=color, ms=7)
+            ax.axvline(runs[0]['eval']['b_train'], color=color, ls=':', lw=1.5)
+            means[key].append(mean)
+    for ax, (key, ylabel, title) in zip(axes, LENS_PANELS):
+        if key == 'gd_step':
+            ax.set_yscale('symlog', linthresh=1)  # 0 steps, and 1 to the cap, spaced by ratio
+        else:
+            ax.set_yscale('log')
+            log_ylim(ax, means[key], floor=0)
+        ax.set(xlabel='inference loops b', ylabel=ylabel)
+        ax.set_title(title, fontsize='medium')
+    lens = variants[0][2][0]['eval']['lens']
+    axes[1].axhline(lens['gd_max_steps'], color='0.4', ls='-.', lw=1, label='the GD steps computed (cap)')
+    axes[1].set_ylim(bottom=0)
+    axes[2].axhline(lens['tol'], color='0.4', ls='--', lw=1, label='tolerance: f_b reads as linear below')
+    axes[0].plot([], [], 'x', color='0.4', label='f_b not linear (some seed)')
+    axes[0].plot([], [], color='0.4', ls=':', label='b_train (dotted, in the variant\'s colour)')
+    finish(fig, list(axes), out, 'lens', 'The loop under a lens: the weights each loop implies (read at '
+           'probe queries), next to least squares and gradient descent (best step size per step count)')
+
+
 def select_variants(runs, only, labels):
     """Group the runs into variants, keep those whose label holds one of the strings in `only` (all if empty),
     label the kept ones by what differs among them alone, then apply the renames of the text `labels`.
@@ -350,6 +399,7 @@ def main(argv):
                   'a falling loss is not a solved task')
     plot_extrapolation(variants, opts['out'])
     plot_error_vs_examples(variants, opts['out'])
+    plot_lens(variants, opts['out'])
 
 
 if __name__ == '__main__':

@@ -1,7 +1,7 @@
 """
 Tests of eval_extrapolation.py and plot.py: the baselines against their known errors, the one-pass loop sweep
-against separate forward passes, eval.json of a tiny trained run, checkpoints saved in other dtypes, the figures,
-and the command line's handling of bad flags.
+against separate forward passes, the loop lens on stand-in models whose answer is known, eval.json of a tiny
+trained run, checkpoints saved in other dtypes, the figures, and the command line's handling of bad flags.
 
     python -m pytest test_eval_plot.py
 """
@@ -22,7 +22,7 @@ import plot
 from data import first_k, make_generator, validation_set
 from configurator import group_runs
 from data import least_squares
-from eval_extrapolation import model_errors, query_error
+from eval_extrapolation import gd_path, loop_lens, model_errors, query_error
 from model import LoopedGPT, LoopedGPTConfig
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -40,6 +40,11 @@ def run(script, *args):
                           cwd=HERE, timeout=300, env={**os.environ, 'OMP_NUM_THREADS': '1'})
 
 
+def exits(r, code=0):
+    """That a script exited with code; if not, the assertion shows all it said."""
+    assert r.returncode == code, f'exit status {r.returncode}\nstdout:\n{r.stdout}\nstderr:\n{r.stderr}'
+
+
 @pytest.fixture(scope='module')
 def runs(tmp_path_factory):
     """Two tiny runs that differ only by seed, trained and evaluated through the command line."""
@@ -47,10 +52,10 @@ def runs(tmp_path_factory):
     dirs = []
     for seed in (1, 2):
         r = run('train.py', *TINY, f'--seed={seed}', f'--out_dir={out}', f'--run_name=tiny_s{seed}')
-        assert r.returncode == 0, r.stderr
+        exits(r)
         dirs.append(str(out / f'tiny_s{seed}'))
     r = run('eval_extrapolation.py', *dirs, *EVAL)
-    assert r.returncode == 0, r.stderr
+    exits(r)
     assert 'mean ± std over seeds' in r.stdout  # the summary table
     return dirs
 
@@ -132,12 +137,116 @@ def test_group_runs_by_config_less_seed():
 
 
 # -----------------------------------------------------------------------------
+# the loop lens, on stand-in models whose reading is known
+
+class StandIn(torch.nn.Module):
+    """A "model" whose loop t predicts f(t, xs, ys, scores) at the query: what the lens must read back."""
+
+    def __init__(self, f):
+        super().__init__()
+        self.f, self.ln_f = f, torch.nn.Identity()  # the sweep hooks ln_f (never run: no fixed-point data)
+        self.weight = torch.nn.Parameter(torch.zeros(1))  # the sweep reads the device off the parameters
+
+    def forward(self, xs, ys, n_loops, loss_window, n_keep=None, scores=None):
+        loops = range(n_loops - loss_window + 1, n_loops + 1)
+        return [self.f(t, xs, ys, scores).float().unsqueeze(1) for t in loops], None  # the query's, last
+
+
+def gd_numpy(X, y, n_steps, c):
+    """n_steps of gradient descent from 0 on one prompt's mean squared error, step c / k, in plain numpy."""
+    w = np.zeros(X.shape[1])
+    for _ in range(n_steps):
+        w = w - c / len(y) * X.T @ (X @ w - y)
+    return w
+
+
+def each_prompt(weights):
+    """A stand-in's f from weights(X (k, d), y (k,)) -> w of one prompt: the prediction w . x_query."""
+    def f(t, xs, ys, scores):
+        X, Y, q = xs[:, :-1].double().numpy(), ys[:, :-1].double().numpy(), xs[:, -1].double().numpy()
+        return torch.tensor([weights(t, X[i], Y[i]) @ q[i] for i in range(len(q))])
+    return f
+
+
+def test_gd_path_is_gradient_descent_at_its_best_step_size():
+    xs, ys = validation_set('linear', 16, 8, 3, seed=1)
+    path, sizes, w_ls = gd_path(xs, ys, n_steps=20)
+    X, Y = xs[:, :-1].double().numpy(), ys[:, :-1].double().numpy()
+    assert np.allclose(w_ls.numpy(), [np.linalg.lstsq(X[i], Y[i], rcond=None)[0] for i in range(16)])
+    assert sizes[0] == 0 and np.all(path[0].numpy() == 0) and len(path) == len(sizes) == 21
+    for s in (1, 3, 20):
+        assert np.allclose(path[s].numpy(), [gd_numpy(X[i], Y[i], s, sizes[s]) for i in range(16)])
+        # the step size is the grid's best for s: nearest least squares, mean over prompts
+        w = w_ls.numpy()
+        dist = [np.mean([np.sum((gd_numpy(X[i], Y[i], s, c) - w[i]) ** 2) / np.sum(w[i] ** 2)
+                         for i in range(16)]) for c in eval_extrapolation.GD_STEP_SIZES.tolist()]
+        assert sizes[s] == eval_extrapolation.GD_STEP_SIZES[int(np.nanargmin(dist))].item(), s
+
+
+def test_lens_reads_loop_t_of_gradient_descent_as_step_t():
+    xs, ys = validation_set('linear', 24, 8, 3, seed=2)
+    _, sizes, _ = gd_path(xs, ys)
+    lens = loop_lens(StandIn(each_prompt(lambda t, X, y: gd_numpy(X, y, t, sizes[t]))), xs, ys, n_loops=6)
+    assert lens['gd_step']['mean'] == [1, 2, 3, 4, 5, 6] and lens['gd_step']['sem'] == [0] * 6
+    assert max(lens['to_gd']['mean']) < 1e-5 and max(lens['affine_err']['mean']) < 1e-5
+    assert all(lens['linear'])
+    assert 0.05 < lens['to_ls']['mean'][-1] < lens['to_ls']['mean'][0] < 1  # on its way to least squares
+
+
+def test_lens_reads_least_squares_at_distance_0_and_flags_what_is_not_linear():
+    xs, ys = validation_set('linear', 24, 16, 3, seed=2)  # N = 16: GD reaches w_LS well within its 200 steps
+    w_ls = lambda t, X, y: np.linalg.lstsq(X, y, rcond=None)[0]
+    lens = loop_lens(StandIn(each_prompt(w_ls)), xs, ys, n_loops=3)
+    assert max(lens['to_ls']['mean']) < 1e-5 and all(lens['linear']) and max(lens['intercept']['mean']) < 1e-6
+    # as many GD steps as GD takes to reach it (the fewest of the steps that tie, past convergence)
+    path, _, w = gd_path(xs, ys)
+    converged = ((path - w).norm(dim=-1) / w.norm(dim=-1) < 5e-7).double().argmax(0).double()  # first such s
+    assert 10 < lens['gd_step']['mean'][0] <= converged.mean() and len(set(lens['gd_step']['mean'])) == 1
+    # linear for two loops, then (w . x)^2: the reading is flagged from loop 3 on
+    square = lambda t, xs, ys, scores: (each_prompt(w_ls)(t, xs, ys, scores) ** (1 if t <= 2 else 2))
+    lens = loop_lens(StandIn(square), xs, ys, n_loops=4)
+    assert lens['linear'] == [True, True, False, False] and min(lens['affine_err']['mean'][2:]) > 0.1
+    # an intercept: the slope still reads as least squares, and the loop is flagged
+    lens = loop_lens(StandIn(lambda t, xs, ys, s: each_prompt(w_ls)(t, xs, ys, s) + 1), xs, ys, n_loops=2)
+    assert max(lens['to_ls']['mean']) < 1e-5 and min(lens['intercept']['mean']) > 0.1
+    assert not any(lens['linear'])
+
+
+def test_lens_gives_every_copy_of_a_prompt_the_same_random_cut():
+    """A stand-in whose slope is its first truncation score: linear only if the probes share the cut."""
+    xs, ys = validation_set('linear', 24, 8, 3, seed=2)
+    lens = loop_lens(StandIn(lambda t, xs, ys, scores: scores[:, 0] * xs[:, -1].sum(1)), xs, ys, n_loops=2)
+    assert max(lens['affine_err']['mean']) < 1e-5 and all(lens['linear'])
+
+
+@pytest.mark.parametrize('kw', [{}, {'causal': False}, {'n_keep': 3, 'select': 'random'}])
+def test_lens_matches_a_pass_per_probe_of_a_real_model(kw):
+    """The lens's one pass over all the probes against a forward pass per probe, with the same random cut:
+    the same w_t, with the causal mask or without it (then the probe changes the examples' states too)."""
+    model, (xs, ys) = tiny_model(**kw), validation_set('linear', 16, 8, 3, seed=3)
+    lens = loop_lens(model, xs, ys, n_loops=4, seed=5)
+    scores = torch.rand(16, 8, generator=make_generator(5))
+
+    def f(query):  # the prediction at this query after loops 1..4: (4, B)
+        with torch.no_grad():
+            preds, _ = model(torch.cat((xs[:, :-1], query.expand(16, 1, 3)), dim=1), ys, n_loops=4,
+                             loss_window=4, scores=scores)
+        return torch.stack([p[:, -1] for p in preds]).double()
+    probes = 3 ** 0.5 * torch.eye(3)  # as long as a typical x
+    w = torch.stack([f(p) - f(torch.zeros(3)) for p in probes], dim=-1) / 3 ** 0.5  # (4, B, 3)
+    w_ls = torch.linalg.lstsq(xs[:, :-1].double(), ys[:, :-1].double().unsqueeze(-1)).solution.squeeze(-1)
+    to_ls = ((w - w_ls).norm(dim=-1) / w_ls.norm(dim=-1)).mean(1)
+    assert lens['to_ls']['mean'] == pytest.approx(to_ls.tolist(), rel=1e-4)
+
+
+# -----------------------------------------------------------------------------
 # a tiny trained run, end to end
 
 def test_eval_json_has_every_key(runs):
     with open(os.path.join(runs[0], 'eval.json')) as f:
         r = json.load(f)
-    for key in ('config', 'b_train', 'eval', 'loops', 'err_vs_loops', 'fixed_point', 'k', 'err_vs_k', 'seconds'):
+    for key in ('config', 'b_train', 'eval', 'loops', 'err_vs_loops', 'fixed_point', 'k', 'err_vs_k', 'lens',
+                'seconds'):
         assert key in r, key
     assert r['b_train'] == 3 and r['config']['seed'] == 1
     assert r['eval'] == {'max_loops': 6, 'n_prompts': 64, 'k_prompts': 64, 'seed': 0, 'full_context': False,
@@ -154,6 +263,12 @@ def test_eval_json_has_every_key(runs):
     assert r['err_vs_k']['model_max_loops']['mean'][6] == pytest.approx(r['err_vs_loops']['mean'][5], rel=1e-6)
     assert max(r['err_vs_k']['least_squares']['mean'][3:]) < 1e-6  # k >= d: exact
     assert r['err_vs_k']['model_b_train']['mean'][0] == pytest.approx(1, abs=0.5)  # no examples: a guess
+    lens = r['lens']
+    assert lens['n_prompts'] == 64 and lens['probe_scale'] == pytest.approx(3 ** 0.5)
+    assert len(lens['linear']) == 6
+    for key in ('to_ls', 'gd_step', 'to_gd', 'affine_err', 'intercept'):
+        assert len(lens[key]['mean']) == len(lens[key]['sem']) == 6, key
+        assert all(math.isfinite(v) and v >= 0 for v in lens[key]['mean'] + lens[key]['sem']), key
 
 
 def test_eval_reuses_only_a_matching_eval_json(runs, tmp_path, capsys):
@@ -181,6 +296,35 @@ def test_eval_takes_a_committed_eval_json_without_its_checkpoint(runs, tmp_path,
     with pytest.raises(SystemExit) as exit:  # nothing to compute other settings from
         eval_extrapolation.main([dst, *EVAL, '--gd_steps=3'])
     assert exit.value.code == 2 and 'no ckpt.pt to evaluate' in capsys.readouterr().err
+
+
+def test_an_eval_json_from_before_the_lens(runs, tmp_path, capsys):
+    """results/ holds eval.json files without the lens: with no checkpoint they are read as they are (summary
+    and figures); with one, evaluated again."""
+    def without_lens(dst, ignore=()):
+        shutil.copytree(runs[0], dst, ignore=shutil.ignore_patterns(*ignore))  # copy2: the same mtime
+        with open(os.path.join(dst, 'eval.json')) as f:
+            r = json.load(f)
+        del r['lens']
+        with open(os.path.join(dst, 'eval.json'), 'w') as f:
+            json.dump(r, f)
+
+    committed, checkpointed = str(tmp_path / 'committed'), str(tmp_path / 'checkpointed')
+    without_lens(committed, ['ckpt.pt'])
+    eval_extrapolation.main([committed, *EVAL])
+    out = capsys.readouterr().out
+    assert '(reused' in out and 'GD step at b_train' in out
+    assert out.splitlines()[-1].split()[-2:] == ['-', '-']  # the summary's lens columns
+    plot.main([committed, f'--out={tmp_path / "figs"}'])
+    assert 'lens: skipped' in capsys.readouterr().out
+    assert (tmp_path / 'figs' / 'extrapolation.png').is_file()
+    assert not (tmp_path / 'figs' / 'lens.png').exists()
+    without_lens(checkpointed)
+    eval_extrapolation.main([checkpointed, *EVAL])
+    out = capsys.readouterr().out
+    assert '(on cpu' in out and out.splitlines()[-1].split()[-2:] != ['-', '-']
+    with open(os.path.join(checkpointed, 'eval.json')) as f:
+        assert 'lens' in json.load(f)
 
 
 def test_eval_labels_name_the_summary_rows(runs, capsys):
@@ -214,8 +358,8 @@ def test_checkpoint_saved_in_another_dtype(runs, tmp_path, dtype):
 def test_plot_writes_every_figure(runs, tmp_path, capsys):
     out = tmp_path / 'figs'
     r = run('plot.py', *runs, f'--out={out}')
-    assert r.returncode == 0, r.stderr
-    for name in ('performance', 'loss_comparison', 'extrapolation', 'error_vs_examples'):
+    exits(r)
+    for name in ('performance', 'loss_comparison', 'extrapolation', 'error_vs_examples', 'lens'):
         svg, png = (out / f'{name}.svg').read_bytes(), (out / f'{name}.png').read_bytes()
         assert b'<svg' in svg[:1000] and len(svg) > 5000, name
         assert png[:8] == b'\x89PNG\r\n\x1a\n' and len(png) > 5000, name
@@ -226,7 +370,7 @@ def test_plot_writes_every_figure(runs, tmp_path, capsys):
         shutil.copy(os.path.join(runs[0], f), bare / f)
     plot.main([str(bare), f'--out={tmp_path / "figs_bare"}'])
     printed = capsys.readouterr().out
-    assert 'extrapolation: skipped' in printed and 'error_vs_examples: skipped' in printed
+    assert all(f'{name}: skipped' in printed for name in ('extrapolation', 'error_vs_examples', 'lens'))
     assert (tmp_path / 'figs_bare' / 'performance.png').is_file()
     assert not (tmp_path / 'figs_bare' / 'extrapolation.png').exists()
 
@@ -237,7 +381,7 @@ def test_plot_writes_every_figure(runs, tmp_path, capsys):
 def test_eval_rejects_a_bad_flag(runs):
     before = {f: os.path.getmtime(os.path.join(runs[0], f)) for f in os.listdir(runs[0])}
     r = run('eval_extrapolation.py', runs[0], '--max_loop=5')
-    assert r.returncode == 2
+    exits(r, 2)
     assert r.stderr.startswith("error: --max_loop: unknown key 'max_loop' (did you mean max_loops?)") and r.stderr.count('\n') == 1, r.stderr
     assert 'Traceback' not in r.stderr and r.stdout == ''
     assert {f: os.path.getmtime(os.path.join(runs[0], f)) for f in os.listdir(runs[0])} == before
