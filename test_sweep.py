@@ -3,7 +3,8 @@ Tests of sweep.py on config/tiny_grid.py (2 variants x 2 seeds, 30 steps): a dry
 writes nothing; a sweep trains, evaluates each run in its slot, and plots; a sweep stopped by SIGINT
 resumes with the same command and ends with the same eval.json files as an uninterrupted one; a run
 whose train.py is killed by SIGKILL is reported, the sweep carries on, and the next sweep resumes the
-run from its checkpoint; the grid runs through submitit's local executor.
+run from its checkpoint; the grid runs through submitit's local executor. The slots share a faked
+machine's GPUs (several runs on each) or its cores; a sweep killed by SIGKILL takes its runs along.
 
     python -m pytest -q test_sweep.py
 
@@ -13,14 +14,18 @@ costs about 3 s of CPU. A thread watches the runs and sends the signals.
 
 import contextlib
 import csv
+import fcntl
 import json
 import os
 import re
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -93,9 +98,9 @@ def watching(condition, action, what):
 
 def tiny_runs(out, seeds='', train_flags=''):
     """The tiny grid's runs as sweep.py plans them: their train.py arguments and directories."""
-    grid = sweep.read_grid(TINY)
-    opts = {'seeds': seeds, 'train_flags': train_flags, 'out_dir': str(out)}
-    return sweep.plan_runs(grid, sweep.expand(grid, TINY), opts, TINY)
+    opts = {'seeds': [int(s) for s in seeds.split(',') if seeds], 'train_flags': train_flags.split(),
+            'out_dir': str(out)}
+    return sweep.plan(TINY, opts)[1]
 
 
 def plan_line(stdout, run):
@@ -106,6 +111,16 @@ def plan_line(stdout, run):
              if line == f'train   {command}' or line.startswith(starts)]
     assert len(lines) == 1, (run.directory, lines)
     return lines[0]
+
+
+def processes(parent, *words):
+    """The live processes (children of parent, or any if None) whose command line holds all the words:
+    their pids, as ps lists them (a zombie is dead)."""
+    table = subprocess.run(['ps', '-A', '-ww', '-o', 'pid=,ppid=,stat=,args='], capture_output=True,
+                           text=True)  # -ww: the whole command line, however long
+    rows = [row for row in (line.split(None, 3) for line in table.stdout.splitlines()) if len(row) == 4]
+    return [int(pid) for pid, ppid, stat, args in rows
+            if not stat.startswith('Z') and parent in (None, int(ppid)) and all(w in args for w in words)]
 
 
 def ckpt_iter(run):
@@ -185,7 +200,7 @@ def test_every_grid_file_plans_valid_runs(grid, tmp_path):
     range or a missing config file in a grid is an error here, before hours of a sweep."""
     code, stdout = run_sweep(f'config/{grid}', tmp_path / 'out', '--dry_run=True')
     assert code == 0, stdout
-    assert 'would run' in stdout and os.listdir(tmp_path) == []
+    assert 'would train' in stdout and os.listdir(tmp_path) == []
 
 
 @pytest.mark.parametrize('config', [f for f in CONFIGS if not f.endswith('_grid.py')])
@@ -291,34 +306,38 @@ def test_sigint_stops_and_the_same_command_resumes(reference, tmp_path):
 def test_a_killed_run_is_reported_and_resumed_from_its_checkpoint(reference, tmp_path):
     out = tmp_path / 'out'
     locked, killed = tiny_runs(out, seeds='1')
-    # the first run fails: its directory is locked by a live process (this one)
+    # the first run fails: its directory is locked by a live process (this one: flock, as train.py does)
     os.makedirs(locked.directory)
-    with open(os.path.join(locked.directory, 'lock'), 'w') as f:
-        f.write(str(os.getpid()))
+    held = open(os.path.join(locked.directory, 'lock'), 'a')
+    fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
     run = killed.directory
 
+    def its_process():
+        return processes(os.getpid(), sweep.SCRIPTS['train'], *killed.args)
+
     def kill():  # the second run's train.py, once it has saved a checkpoint
-        with open(os.path.join(run, 'lock')) as f:
-            os.kill(int(f.read()), signal.SIGKILL)
+        for pid in its_process():
+            os.kill(pid, signal.SIGKILL)
 
     def halfway():  # at most: time enough to kill it before it ends
-        return training(run, MAX_ITERS // 2) and os.path.isfile(os.path.join(run, 'lock'))
+        return training(run, MAX_ITERS // 2) and its_process()
 
     with watching(halfway, kill, 'a checkpoint'):
-        code, stdout = run_sweep(TINY, out, '--jobs=1', '--seeds=1', '--evaluate=False',
-                                 '--plot=False')
+        code, stdout = run_sweep(TINY, out, '--jobs=1', '--seeds=1')
     assert code == 1, stdout
+    assert '2 of 2 runs are unfinished; 0 go on' in stdout and 'py failed' not in stdout
     # each failure: its command and the end of its stderr; the sweep went on after the first one
     first, second = (sweep.command('train', r.args) for r in (locked, killed))
     assert f'[1/2] FAILED (exit code 2) {locked.directory}:\n  {first}\n' in stdout
-    assert f'is in use by process {os.getpid()}' in stdout
+    assert f'{locked.directory} is in use by another process' in stdout
     assert f'[2/2] FAILED (exit code -9) {run}:\n  {second}\n' in stdout
     assert '2 run(s) failed' in stdout
     step, log = ckpt_iter(run), log_rows(run)
     assert 0 < step < MAX_ITERS
-    assert os.path.isfile(os.path.join(run, 'lock'))  # the dead process's
+    with open(os.path.join(run, 'lock')) as f:  # the kernel dropped the killed run's lock: free at once
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
-    os.remove(os.path.join(locked.directory, 'lock'))
+    held.close()  # and this process lets the first run go
     code, stdout = run_sweep(TINY, out, '--jobs=2', '--seeds=1', '--evaluate=False', '--plot=False')
     assert code == 0, stdout
     assert plan_line(stdout, killed).endswith(f'(from step {step} of {MAX_ITERS})')
@@ -341,10 +360,75 @@ def test_submitit_local_executor_resumes(reference, tmp_path):
     code, stdout = run_sweep(TINY, out, '--cluster=local', '--seeds=2', '--cpus_per_task=1',
                              '--train_flags=--max_iters=40', '--evaluate=False', '--plot=False')
     assert code == 0, stdout
-    assert 'submitted 2 task(s) (local)' in stdout and '[2/2] done' in stdout
+    assert 'training 2 runs through submitit (local)' in stdout and '[2/2] done' in stdout
     assert len(list((out / 'submitit' / 'tiny').glob('*_0_result.pkl'))) == 2  # through submitit
     for run in runs:  # each task resumed its run: the first 30 steps' log is the copied one
         assert plan_line(stdout, run).endswith(f'(from step {MAX_ITERS} of 40)')
         assert ckpt_iter(run.directory) == 40
         ref_log = log_rows(ref_out / os.path.basename(run.directory))
         assert continued(run.directory, ref_log, MAX_ITERS)
+
+
+def slots_here(monkeypatch, n_gpus=0, visible=None, mps=False, device='auto', omp=None, **flags):
+    """sweep.slots on a faked machine of 16 cores, n_gpus CUDA devices (CUDA_VISIBLE_DEVICES=visible) or
+    Apple's MPS, for runs on device: (each slot's environment, where the runs go in words)."""
+    import torch
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: n_gpus)
+    monkeypatch.setattr(torch.backends.mps, 'is_available', lambda: mps)
+    monkeypatch.setattr(os, 'cpu_count', lambda: 16)
+    for name, value in (('CUDA_VISIBLE_DEVICES', visible), ('OMP_NUM_THREADS', omp)):
+        if value:
+            monkeypatch.setenv(name, value)
+        else:
+            monkeypatch.delenv(name, raising=False)
+    runs = [SimpleNamespace(device=device)] * 3
+    envs, executor, where = sweep.slots({**sweep.DEFAULTS, **flags}, runs, 'x')
+    assert executor is None
+    return envs, where
+
+
+def test_slots_share_the_gpus_or_the_cores(monkeypatch):
+    envs, where = slots_here(monkeypatch, n_gpus=2, visible='3,5,7')  # 2 of the 3 ids are devices
+    assert [env['CUDA_VISIBLE_DEVICES'] for env in envs] == ['3', '5'] * 4, envs  # each pinned to one GPU
+    assert all(env['OMP_NUM_THREADS'] == '2' for env in envs), envs  # a share of the 16 cores
+    assert where.startswith('here, 8 at a time on 2 GPU(s), 4 per GPU'), where
+    envs, where = slots_here(monkeypatch, n_gpus=2, runs_per_gpu=1, omp='3')  # a thread count set is kept
+    assert envs == [{'OMP_NUM_THREADS': '3', 'CUDA_VISIBLE_DEVICES': str(i)} for i in (0, 1)], envs
+    envs, _ = slots_here(monkeypatch, n_gpus=2, jobs=3)
+    assert [env['CUDA_VISIBLE_DEVICES'] for env in envs] == ['0', '1', '0'], envs
+    envs, where = slots_here(monkeypatch)  # no GPU: a run per core, one OpenMP thread each
+    assert envs == [{'OMP_NUM_THREADS': '1'}] * 16 and '16 at a time on 16 CPU core(s)' in where, where
+    envs, where = slots_here(monkeypatch, n_gpus=1, device='cpu')  # a CPU grid on a GPU machine: the cores
+    assert envs == [{'OMP_NUM_THREADS': '1'}] * 16, envs
+    envs, where = slots_here(monkeypatch, mps=True)  # Apple silicon: runs_per_gpu on its one GPU
+    assert envs == [{'OMP_NUM_THREADS': '4'}] * 4 and '4 at a time on 1 GPU(s), 4 per GPU' in where, where
+    pytest.importorskip('submitit')  # with --cluster, a slot for each job at a time
+    envs, where = slots_here(monkeypatch, n_gpus=2, cluster='local', dry_run=True, cpus_per_task=2)
+    assert envs == [{'OMP_NUM_THREADS': '2'}] * 32 and 'through submitit (local), at most 32' in where
+
+
+@pytest.mark.skipif(sys.platform != 'linux', reason="the kernel's PR_SET_PDEATHSIG is Linux's")
+def test_a_sweep_killed_by_sigkill_takes_its_runs_along(tmp_path):
+    """The kernel sends a run SIGTERM when its sweep dies (PR_SET_PDEATHSIG): it saves and stops at once
+    where it would have trained for long."""
+    out = tmp_path / 'out'
+    command = [sys.executable, 'sweep.py', TINY, f'--out_dir={out}', '--seeds=1', '--jobs=1', '--plot=False',
+               '--evaluate=False', '--train_flags=--max_iters=100000']
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not processes(process.pid, sweep.SCRIPTS['train']) and time.time() < deadline:
+            assert process.poll() is None, (process.returncode, *process.communicate())
+            time.sleep(0.05)
+        runs = processes(process.pid, sweep.SCRIPTS['train'])
+        process.kill()
+        output = (process.wait(), *process.communicate())
+        assert runs, output
+        deadline = time.time() + 30
+        while processes(None, str(out)) and time.time() < deadline:
+            time.sleep(0.05)
+        assert not processes(None, str(out)), output
+    finally:
+        process.kill()
+        for pid in processes(None, str(out)):
+            os.kill(pid, signal.SIGKILL)
