@@ -2,15 +2,13 @@
 The command line every script shares: `--key=value` flags and config files checked against the defaults'
 types (no exec), `--help` read from the comments beside the defaults, one-line usage errors, the device,
 and the names of run directories. Imports no torch at load time, so plot.py stays light.
-
-    defaults, helps = read_defaults(__file__, '# defaults', '# end of defaults')  # `name = value  # meaning`
-    config, base, stems = parse(sys.argv[1:], defaults, choices, usage=__doc__, helps=helps)
 """
 
 import ast
 import contextlib
 import difflib
 import glob
+import hashlib
 import json
 import math
 import os
@@ -30,9 +28,8 @@ def fail(err, code=2):
 
 
 def exit_on_errors():
-    """An I/O error no code caught (a full disk, a closed pipe, a file gone) or a ConfigError ends the
-    script with one `error:` line and exit code 2, Ctrl-C with one line and 130: a script never ends in a
-    traceback for a fault of its surroundings. Code bugs still print theirs."""
+    """An I/O error no code caught (a full disk, a closed pipe, a file gone) or a ConfigError ends the script
+    in one `error:` line, exit code 2; Ctrl-C in one line, 130. Code bugs keep their traceback."""
     def hook(kind, err, tb):
         if issubclass(kind, BrokenPipeError):  # the reader is gone: the flush at exit must not fail again
             with contextlib.suppress(OSError, ValueError):
@@ -54,9 +51,8 @@ def exit_on_errors():
 # defaults and their help, from the script that holds them
 
 def read_defaults(path, start, end):
-    """{name: value}, {name: comment} of the module-level `name = literal  # comment` lines of a file
-    between the lines that hold the markers `start` and `end`. The one source of both the defaults and
-    --help, so the two cannot drift apart."""
+    """{name: value}, {name: comment} of the `name = literal  # comment` lines between the markers start and
+    end of a file: the one source of both the defaults and --help, so the two cannot drift apart."""
     with open(path) as f:
         text = f.read()
     defaults, helps = {}, {}
@@ -73,9 +69,7 @@ def help_text(usage, defaults, helps, choices=None):
     lines = [usage.strip(), '', 'flags (--key=value, each with its default; a later value wins):']
     width = max(len(f'--{k}={v!r}') for k, v in defaults.items())
     for key, value in defaults.items():
-        meaning = helps.get(key, '')
-        if choices and key in choices and not meaning:
-            meaning = ' | '.join(choices[key])
+        meaning = helps.get(key) or ' | '.join((choices or {}).get(key, ()))
         lines.append(f'  {f"--{key}={value!r}":<{width}}  {meaning}'.rstrip())
     return '\n'.join(lines)
 
@@ -84,8 +78,7 @@ def help_text(usage, defaults, helps, choices=None):
 # flags and config files
 
 def set_value(config, key, value, source, defaults, choices):
-    """config[key] = value, checked against the default's type (an int where a float is expected is
-    fine; 'true'/'false' for a bool) and the key's choices."""
+    """config[key] = value, checked against the default's type (an int for a float is fine) and choices."""
     if key not in defaults:
         close = difflib.get_close_matches(key, defaults, n=3)
         hint = f' (did you mean {", ".join(close)}?)' if close else ''
@@ -185,8 +178,10 @@ def run_dir(config, base, stems):
         if os.path.isabs(name) or '..' in parts or os.path.normpath(name) == '.' or not name.strip():
             raise ConfigError(f'--run_name={name!r}: must be a plain name inside out_dir')
         return os.path.join(config['out_dir'], name)
-    parts = stems + [f'{k}={v}' for k, v in config.items() if k not in NOT_IN_NAME and v != base[k]]
-    return os.path.join(config['out_dir'], ','.join(parts + [f'seed={config["seed"]}']))
+    name = ','.join(stems + [f'{k}={v}' for k, v in config.items() if k not in NOT_IN_NAME and v != base[k]])
+    if len(name) > 200:  # a file name holds 255 bytes at most: what lies past 200 characters becomes a hash
+        name = name[:200].rsplit(',', 1)[0] + ',+' + hashlib.sha1(name.encode()).hexdigest()[:8]
+    return os.path.join(config['out_dir'], f'{name},seed={config["seed"]}'.lstrip(','))
 
 
 def shell_command(script, args):

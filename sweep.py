@@ -281,7 +281,7 @@ def train_all(todo, envs, executor, opts, eval_flags):
         try:
             if stop or run_state(run)[0] == 'done':  # finished since the plan (by hand, or another sweep)
                 return None if stop else (run, (0, run.args, [], None), None)
-            job = array.get(run.directory) or (executor.submit(task, run.directory, run.args) if executor else None)
+            job = array.get(run.directory) or (executor and executor.submit(task, run.directory, run.args))
             forward = (lambda signum: job.cancel(check=False)) if job else task.signal
             running.add(forward)
             if stop:  # a signal that came meanwhile

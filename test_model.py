@@ -384,7 +384,10 @@ def assert_ok(result):
 
 TINY = ['--n_dims=3', '--n_points=6', '--n_layer=1', '--n_head=2', '--n_embd=16', '--mlp_size=32',
         '--n_loops=2', '--loss_window=2', '--dims_start=0', '--points_start=0', '--val_prompts=64',
-        '--batch_size=16', '--warmup_iters=0', '--log_interval=5', '--eval_interval=10', '--device=cpu']
+        '--batch_size=16', '--warmup_iters=0', '--log_interval=5', '--eval_interval=10',
+        # a fixed recipe, whatever train.py's defaults: every loop trained, one b, a constant lr
+        '--loops_start=0', '--n_loops_random=False', '--lr_schedule=constant', '--learning_rate=5e-4',
+        '--device=cpu']
 
 
 def test_cli_runs_and_writes_the_run_directory(tmp_path):
@@ -432,6 +435,17 @@ def test_bad_flag_through_the_cli(tmp_path):
     assert result.returncode == 2 and 'Traceback' not in result.stderr, report(result)
     assert result.stderr.strip() == "error: --n_lops: unknown key 'n_lops' (did you mean n_loops, n_loops_random?)"
     assert not (tmp_path / 'out').exists()
+
+
+def test_a_long_run_name_still_fits_a_file_name_and_tells_runs_apart():
+    names = []
+    for warmup in (0, 1):  # the flag that differs comes last, past where the name is cut
+        config, base, stems, _ = configurator.parse([*TINY, '--n_keep=3', '--select=random', '--dropout=0.1',
+                                                     '--beta2=0.99', f'--warmup_iters={warmup}'],
+                                                    train.DEFAULTS, train.CHOICES)
+        names.append(os.path.basename(configurator.run_dir(config, base, stems)))
+    assert names[0] != names[1] and all(len(n.encode()) <= 255 and n.endswith(',seed=42') for n in names)
+    assert names[0].startswith('n_dims=3,n_points=6,')
 
 
 def test_an_int_where_a_float_is_expected_is_fine():

@@ -39,8 +39,11 @@ from rundir import load_checkpoint
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TINY = ['--n_dims=3', '--n_points=6', '--n_layer=1', '--n_head=2', '--n_embd=16', '--mlp_size=32',
-        '--n_loops=2', '--dims_start=0', '--points_start=0', '--val_prompts=32', '--batch_size=16',
-        '--warmup_iters=0', '--log_interval=5', '--eval_interval=5', '--device=cpu']
+        '--n_loops=2', '--loss_window=0', '--dims_start=0', '--points_start=0', '--val_prompts=32',
+        '--batch_size=16', '--warmup_iters=0', '--log_interval=5', '--eval_interval=5',
+        # a fixed recipe, whatever train.py's defaults: every loop trained, one b, a constant lr
+        '--loops_start=0', '--n_loops_random=False', '--lr_schedule=constant', '--learning_rate=5e-4',
+        '--device=cpu']
 EVAL = ['--max_loops=3', '--n_prompts=16', '--device=cpu']
 # tiny models: one thread is as fast, and far faster on cores shared with other jobs
 torch.set_num_threads(1)
@@ -497,10 +500,10 @@ def test_no_parametrize_gets_a_one_shot_iterator():
 # -----------------------------------------------------------------------------
 # defaults that follow the flags a user sets, and what the console says
 
-@pytest.mark.parametrize('flags', [['--n_loops=5'], ['--n_dims=3'], ['--n_points=8'],
+@pytest.mark.parametrize('flags', [['--n_loops=5'], ['--n_loops=3'], ['--n_dims=3'], ['--n_points=8'],
                                    ['--n_dims=1', '--dims_start=0']])
 def test_defaults_follow_the_flags_a_user_sets(tmp_path, flags):
-    # the experiments' model and curricula (dims_start=5, points_start=11) under a smaller d, N or b
+    # the experiments' model, curricula and loss window (the last 5 loops) under a smaller d, N or b
     code, out, err = cli('train.py', *flags, '--max_iters=2', '--val_prompts=8', '--eval_interval=1',
                          '--batch_size=8', '--device=cpu', f'--out_dir={tmp_path}')
     assert code == 0 and 'iter 2/2' in out, err

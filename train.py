@@ -32,7 +32,7 @@ from model import (ATTENTIONS, INJECTS, LOSS_ONS, POS_EMBS, SCHEDULES, SELECTS, 
                    autocast, estimate_mfu)
 
 # -----------------------------------------------------------------------------
-# defaults: the experiments' model on d = 20, N = 64
+# defaults: the experiments' model on d = 20, N = 64, and a recipe that trains it (RESULTS.md)
 # I/O
 out_dir = 'out'          # where run directories go
 run_name = ''            # '' names the run from its config files and non-default flags
@@ -49,16 +49,18 @@ sparsity = 3             # sparse_linear only: non-zero coordinates of w
 val_prompts = 1280       # size of the fixed validation set
 val_seed = 1             # the validation set's seed, shared by all runs so they compare on the same prompts
 # curricula: start, + step every interval steps, up to n_dims / n_points / n_loops; start 0 is off;
-# a start above where its curriculum ends is clipped to the end
-dims_start = 5           # d of the first steps
+# a start above where its curriculum ends is clipped to the end. d and N grow together (N = 4d, to 64
+# at d = 16, d = 20 at step 5,400): short prompts at small d let the model leave the zero-predictor
+# plateau, which at full size it may not leave for thousands of steps
+dims_start = 2           # d of the first steps
 dims_step = 1            # d grows by this much ...
-dims_interval = 2000     # ... every this many steps
-points_start = 11        # N of the first steps
+dims_interval = 300      # ... every this many steps
+points_start = 8         # N of the first steps
 points_step = 4          # N grows by this much ...
-points_interval = 2000   # ... every this many steps
-loops_start = 0          # b of the first steps (0: all n_loops from the start)
+points_interval = 300    # ... every this many steps
+loops_start = 1          # b of the first steps (0: all n_loops from the start)
 loops_step = 1           # b grows by this much ...
-loops_interval = 500     # ... every this many steps
+loops_interval = 50      # ... every this many steps
 # model
 n_layer = 2              # blocks in one loop
 n_head = 4               # attention heads
@@ -71,10 +73,10 @@ causal = True            # the causal mask: a token sees only the tokens before 
 attention = 'sdpa'       # sdpa (fused kernel) | manual (explicit attention matrix: the plain baseline)
 inject = 'add'           # add (h + e) | none (e enters once) | concat (linear map of [h, e]) | gated
 # loop
-n_loops = 10             # b: loops through the blocks at training time
-loss_window = 0          # the last this many loops carry gradient and enter the loss (0: all b loops)
+n_loops = 10             # b: loops through the blocks at training time (b_train)
+loss_window = 5          # the last this many loops carry gradient and enter the loss (0: all b loops)
 loss_on = 'all'          # all x positions | query (only the query's prediction enters the loss)
-n_loops_random = False   # draw each step's b uniformly from [loss_window, b of the curriculum]
+n_loops_random = True    # draw each step's b from [loss_window, b]: the fit must hold at every b
 checkpoint_loops = False  # recompute each loop's activations in the backward pass: less memory
 # truncation
 n_keep = 0               # examples kept after the cut (0: all)
@@ -84,16 +86,16 @@ n_keep_schedule = 'constant'  # constant | shrink (from N at the cut down to n_k
 n_keep_random = False    # draw the number kept uniformly from [n_keep, N] at every training step
 # optimizer
 batch_size = 64          # prompts per step
-learning_rate = 5e-4     # peak learning rate of AdamW
-max_iters = 50000        # training steps
+learning_rate = 3e-3     # peak learning rate of AdamW
+max_iters = 9000         # training steps
 weight_decay = 0.0       # AdamW's, on matrices only
 beta1 = 0.9              # AdamW's
 beta2 = 0.999            # AdamW's
 grad_clip = 1.0          # clip the gradient's norm to this (0: no clipping)
 # learning rate schedule
-lr_schedule = 'constant'  # constant | cosine (down to min_lr at max_iters) | wsd (hold, then cosine down)
-warmup_iters = 500       # linear warmup over this many steps
-decay_iters = 2000       # wsd only: the cosine down to min_lr takes the last this many steps
+lr_schedule = 'wsd'      # constant | cosine (down to min_lr at max_iters) | wsd (hold, then cosine down)
+warmup_iters = 200       # linear warmup over this many steps
+decay_iters = 3000       # wsd only: the cosine down to min_lr takes the last this many steps
 min_lr = 5e-5            # where cosine and wsd end
 # system
 seed = 42                # model init, prompts, truncation draws
@@ -128,6 +130,8 @@ def check_config(c):
         need(0 <= c[key] < 2 ** 32, key, 'must be in 0..2**32 - 1')
     need(c['out_dir'].strip() != '', 'out_dir', 'must name a folder (. for this one)')
     need(c['n_embd'] % c['n_head'] == 0, 'n_head', f'must divide n_embd={c["n_embd"]}')
+    if c['loss_window'] == DEFAULTS['loss_window'] > c['n_loops']:  # the default window follows a smaller b
+        c['loss_window'] = c['n_loops']
     need(0 <= c['loss_window'] <= c['n_loops'], 'loss_window', f'must be in 0 (all)..n_loops={c["n_loops"]}')
     # inject=none: the prompt enters the first loop only, so a window without it never trains read_in
     need(c['inject'] != 'none' or c['loss_window'] in (0, c['n_loops']), 'loss_window',

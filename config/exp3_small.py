@@ -11,6 +11,8 @@ warmup_iters = 200
 lr_schedule = 'cosine'
 max_iters = 2000
 n_loops = 5              # b = 5, every loop in the loss; the sweep also runs b = 1
+loss_window = 0
+n_loops_random = False
 # Curricula: d grows 2 -> 5 and N with it (N = 4d, 8 -> 20), one step every 200 steps; b grows 1 -> 5.
 # With all 20 examples from the first step many seeds never leave the zero-predictor plateau.
 dims_start = 2

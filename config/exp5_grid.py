@@ -1,5 +1,5 @@
 # Experiment 5 as one sweep: truncate the prompt to n of its N = 64 examples after the first loop,
-# b_train = 10, d = 20 (config/exp5_truncation.py), three seeds.
+# b_train = 10, d = 20 (config/exp5_truncation.py, train.py's recipe), three seeds: 13 variants, 39 runs.
 #   python sweep.py config/exp5_grid.py                   # train what is missing, evaluate, plot
 #   python sweep.py config/exp5_grid.py --dry_run=True    # the commands, and what is done already
 # Plain assignments, read by sweep.py; each run is train.py's and lives where train.py names it
@@ -18,9 +18,10 @@ extra = [                                  # the ideas the experiment left untes
     {'n_keep': 32, 'truncate_after': 0},            # cut before the first loop: just a shorter prompt
     {'n_keep': 32, 'n_keep_schedule': 'shrink'},    # n falls from 64 to 32 over the later loops
     {'n_keep': 32, 'n_keep_random': True},          # n drawn from [32, 64] at every training step
-    # b drawn from [5, 10] at every step; it needs loss_window < n_loops (with 0, b is always 10),
-    # and the last 5 loops carry the gradient
-    {'n_keep': 32, 'n_loops_random': True, 'loss_window': 5},
+    # the write-up's loops: b = 10 at every step, all 10 in the loss (the recipe draws b from [5, 10]
+    # and trains the last 5), with the cut and without it
+    {'n_keep': 32, 'n_loops_random': False, 'loss_window': 0},
+    {'n_keep': 64, 'n_loops_random': False, 'loss_window': 0},
 ]
 seeds = [42, 451, 1984]
 
@@ -39,7 +40,8 @@ labels = {
     'n_keep=32, truncate_after=0': 'first 32, cut before loop 1',
     'n_keep=32, n_keep_schedule=shrink': 'first n, n shrinks from 64 to 32',
     'n_keep=32, n_keep_random=True': 'first n, n drawn in 32..64 per step',
-    'n_keep=32, n_loops_random=True, loss_window=5': 'first 32, b drawn in 5..10 per step',
+    'n_keep=32, n_loops_random=False, loss_window=0': 'first 32, b fixed at 10',
+    'n_keep=64, n_loops_random=False, loss_window=0': 'all 64, b fixed at 10',
 }
 
 # the figures, each in figures/exp5/<name>/: 'all' variants, the 'axes' combinations, the 'extra'
