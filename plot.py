@@ -1,23 +1,17 @@
 """
-Figures from the runs' logs (log.csv) and eval results (eval.json): every curve is a mean over seeds with
-a shaded band (std over seeds, cut to the range the seeds span; with a single seed, the eval curves fall
-back to the standard error over prompts).
+Figures from the runs' logs (log.csv) and eval results (eval.json), as NAME.svg and NAME.png in --out:
+performance, loss_comparison, extrapolation, error_vs_examples and lens (skipped where no run has the data).
+Runs whose configs differ only by seed (or by where and how they ran) form a variant, labelled by the keys
+that differ between variants (those kept by --only); each curve is its mean over seeds with a band (std over
+seeds, cut to the range they span; with a single seed, the eval curves show ± sem over prompts).
 
     python plot.py out/exp5_* --out=figures/
     python plot.py out/exp5_* --only="select=first" --labels="n_keep=0=full context;n_keep=32=keep 32"
-
-Runs whose configs differ only by seed (or by where and how they ran) form one variant, labelled by the
-config keys that differ between variants. --only keeps the variants whose label holds any of the given
-substrings and labels them again by what differs among those alone; --labels then renames them (old=new,
-split at the last '='); both take lists split at ';', or at ',' when there is no ';'. Writes NAME.svg and
-NAME.png into --out for performance, loss_comparison, extrapolation, error_vs_examples and lens; a figure no
-run has the data for is skipped with a message.
 """
 
 import contextlib
 import csv
 import json
-import math
 import os
 import sys
 import warnings
@@ -35,70 +29,59 @@ from configurator import (ConfigError, exit_on_errors, fail, find_runs, group_ru
 # defaults
 out = 'figures/'         # folder the figures are written to (NAME.svg and NAME.png)
 only = ''                # keep the variants whose label holds any of these substrings (split at ; or ,)
-labels = ''              # rename variants: old=new, split at ; or ,
+labels = ''              # rename variants: old=new (split at the last =), split at ; or ,
 # end of defaults
 # -----------------------------------------------------------------------------
 DEFAULTS, HELPS = read_defaults(__file__, '# defaults', '# end of defaults')
 ERROR = 'query error (squared error / d)'
 # the baselines thin, grey, dotted and marked, so that colours and solid / dashed lines stay for the models
-BASELINE_STYLE = {'least_squares': ('least squares', '0.0', 'o'), 'ridge': ('ridge', '0.35', 's'),
+BASELINE_STYLE = {'least_squares': ('least squares{exact}', '0.0', 'o'), 'ridge': ('ridge', '0.35', 's'),
                   'knn': ('3-nearest neighbours', '0.55', '^'), 'averaging': ('averaging', '0.55', 'v'),
-                  'gd': ('gradient descent', '0.2', 'x')}
+                  'gd': ('gradient descent ({gd_steps} steps)', '0.2', 'x')}
+LENS_PANELS = (('to_ls', '||w_b - w_LS|| / ||w_LS||', 'distance to least squares'),
+               ('gd_step', 'GD steps s with w_GD(s) nearest w_b', 'the gradient-descent step it matches'),
+               ('affine_err', '|f_b(x) - f_b(0) - w_b . x| / rms f_b', 'how far f_b is from linear'))
 
 
 def load_run(path):
     """A run's config.json, log.csv and eval.json; a file that is there but unreadable, or that lacks what
     the figures read, is a ConfigError naming it (never a traceback halfway through the figures)."""
-    config_path = os.path.join(path, 'config.json')
-    run = {'dir': path, 'config': read_json(config_path), 'log': None, 'eval': None}
+    file = os.path.join(path, 'config.json')
+    run = {'dir': path, 'config': read_json(file), 'log': None, 'eval': None}
     if not isinstance(run['config'], dict) or not all(type(run['config'].get(k)) is int
                                                       for k in ('n_dims', 'n_points')):
-        raise ConfigError(f'{config_path} is not the config.json of a run (no n_dims and n_points)')
-    log_path, eval_path = os.path.join(path, 'log.csv'), os.path.join(path, 'eval.json')
-    if os.path.isfile(log_path):
-        try:
-            with open(log_path, newline='') as f:
+        raise ConfigError(f'{file} is not the config.json of a run (no n_dims and n_points)')
+    try:
+        file = os.path.join(path, 'log.csv')
+        if os.path.isfile(file):
+            with open(file, newline='') as f:
                 rows = list(csv.DictReader(f))
             if rows:  # {column: (rows,)}; an empty or missing cell is NaN
-                run['log'] = {col: np.array([float(r[col]) if r.get(col) else math.nan for r in rows])
+                run['log'] = {col: np.array([float(r[col]) if r.get(col) else np.nan for r in rows])
                               for col in rows[0]}
-                missing = [c for c in LOG_READ if c not in run['log']]
+                missing = {'iter', 'train_loss', 'val_err'} - run['log'].keys()  # the columns drawn
                 if missing:
-                    raise ValueError(f'no column {", ".join(missing)}')
-        except (OSError, ValueError, TypeError, csv.Error) as err:
-            raise ConfigError(f'{log_path} is malformed ({type(err).__name__}: {err})') from None
-    if os.path.isfile(eval_path):
-        run['eval'] = read_json(eval_path)
-        try:
-            check_eval(run['eval'])
-        except (KeyError, TypeError, ValueError, IndexError) as err:
-            raise ConfigError(f'{eval_path} does not hold what eval_extrapolation.py writes '
-                              f'({type(err).__name__}: {err}); run it again') from None
+                    raise ValueError(f'no column {", ".join(sorted(missing))}')
+        file = os.path.join(path, 'eval.json')
+        if os.path.isfile(file):  # every number the figures read, each curve as long as its x axis
+            ev = run['eval'] = read_json(file)
+            n_loops, n_k = len(ev['loops']), len(ev['k'])
+            curves = [(ev['loops'], n_loops), (ev['k'], n_k), (ev['fixed_point'], n_loops)]  # null: NaN
+            stats = [(ev['err_vs_loops'], n_loops)] + [(ev['err_vs_k'][name], n_k) for name in
+                                                       ('model_b_train', 'model_max_loops', *BASELINE_STYLE)]
+            nums = [ev['b_train']] + [ev['eval'][k] for k in ('max_loops', 'seed', 'n_prompts', 'gd_steps')]
+            if 'lens' in ev:  # an eval.json from before the lens has none: the lens figure leaves it out
+                stats += [(ev['lens'][key], n_loops) for key, *_ in LENS_PANELS]
+                curves.append((ev['lens']['linear'], n_loops))
+                nums += [ev['lens']['gd_max_steps'], ev['lens']['tol']]
+            curves += [(c[stat], n) for c, n in stats for stat in ('mean', 'sem')] + [(nums, len(nums))]
+            for values, n in curves:
+                if np.asarray(values, dtype=float).shape != (n,):
+                    raise ValueError(f'{len(values)} values where {n} belong')
+    except (OSError, ValueError, TypeError, KeyError, IndexError, csv.Error) as err:
+        what = 'is malformed' if file.endswith('.csv') else 'does not hold what eval_extrapolation.py writes'
+        raise ConfigError(f'{file} {what} ({type(err).__name__}: {err})') from None
     return run
-
-
-LOG_READ = ('iter', 'train_loss', 'val_err')  # the log columns the figures draw
-
-
-def check_eval(ev):
-    """Raises KeyError, TypeError or ValueError unless the eval.json ev holds every curve the figures
-    draw, each of the length of its x axis, and the settings they name."""
-    n_loops, n_k = len(ev['loops']), len(ev['k'])
-    names = ('model_b_train', 'model_max_loops', *BASELINE_STYLE)
-    curves = [(ev['err_vs_loops'], n_loops)] + [(ev['err_vs_k'][name], n_k) for name in names]
-    checked = [(ev['loops'], n_loops), (ev['k'], n_k), (ev['fixed_point'], n_loops)]
-    integers = [ev['b_train'], *(ev['eval'][k] for k in ('max_loops', 'seed', 'n_prompts', 'gd_steps'))]
-    if 'lens' in ev:  # an eval.json from before the lens has none: the lens figure leaves it out
-        curves += [(ev['lens'][key], n_loops) for key, *_ in LENS_PANELS]
-        checked.append((ev['lens']['linear'], n_loops))
-        integers.append(ev['lens']['gd_max_steps'])
-        float(ev['lens']['tol'])
-    for values, n in checked + [(c[stat], n) for c, n in curves for stat in ('mean', 'sem')]:
-        if np.asarray([math.nan if v is None else v for v in values], dtype=float).shape != (n,):
-            raise ValueError(f'a curve of {len(values)} points, not {n}')
-    for value in integers:
-        if type(value) is not int:
-            raise TypeError(f'{value!r} where an integer belongs')
 
 
 def wrap(label, width=40):
@@ -113,20 +96,10 @@ def wrap(label, width=40):
     return '\n'.join(lines)
 
 
-# -----------------------------------------------------------------------------
-# mean and spread over seeds
-
-def stack(curves):
-    """Curves (x, y) of unequal length onto the union of their x: x (n,), y (runs, n), NaN where a run has none."""
-    x = np.unique(np.concatenate([np.asarray(c[0], dtype=float) for c in curves]))
-    y = np.full((len(curves), len(x)), np.nan)
-    for i, (cx, cy) in enumerate(curves):
-        y[i, np.searchsorted(x, cx)] = np.asarray(cy, dtype=float)
-    return x, y
-
+# ----- mean and spread over seeds
 
 def mean_std(y):
-    """Mean and std (ddof 1) over runs, ignoring NaN: (n,), (n,); the std is 0 where fewer than two runs count."""
+    """Mean and std (ddof 1) over runs y (runs, n), ignoring NaN; the std is 0 where under two runs count."""
     count = (~np.isnan(y)).sum(0)
     mean = np.where(count > 0, np.nansum(y, 0) / np.maximum(count, 1), np.nan)  # NaN where no run has a value
     var = np.nansum((y - mean) ** 2, 0) / np.maximum(count - 1, 1)
@@ -145,45 +118,51 @@ def band(mean, spread, y=None):
     return np.maximum(low, mean * 1e-3), high
 
 
-def draw(ax, x, mean, spread, color, label=None, y=None, **kw):
-    """A mean line and its band (see band). Few points (a short run's log) get markers, so that even a
-    single point shows."""
+def draw(ax, curves, color, label=None, sem=None, **kw):
+    """The mean line of the runs' curves [(x, y)], of unequal length, and its band (see band): the std over
+    the runs, or a lone run's sem if given. Few points (a short run's log) get markers, so even one shows."""
+    x = np.unique(np.concatenate([np.asarray(cx, dtype=float) for cx, _ in curves]))
+    y = np.full((len(curves), len(x)), np.nan)  # (runs, x): NaN where a run has no value, or a null
+    for i, (cx, cy) in enumerate(curves):
+        y[i, np.searchsorted(x, cx)] = np.asarray(cy, dtype=float)
+    mean, spread = mean_std(y)
+    if len(curves) == 1 and sem is not None:
+        spread = np.asarray(sem, dtype=float)
     ax.plot(x, mean, color=color, label=label, marker='o' if len(x) < 15 else None, ms=3, **kw)
     if np.any(spread > 0):
         ax.fill_between(x, *band(mean, spread, y), color=color, alpha=0.2, lw=0)
+    return x, mean
 
 
-def log_ylim(ax, means, floor=1e-7):
-    """y limits from the mean lines only, so that a wide band or an exact zero doesn't squash the plot."""
-    values = np.concatenate([np.ravel(m) for m in means])
-    values = values[np.isfinite(values) & (values > floor)]
-    if values.size:
-        ax.set_ylim(values.min() / 1.5, values.max() * 1.5)
+def draw_eval(ax, runs, color, label, key, sub=None, **kw):
+    """draw for the eval.json curve ev[key] or ev[key][sub]: one seed's band is ± sem over prompts."""
+    curves = [r['eval'][key][sub] if sub else r['eval'][key] for r in runs]
+    x = 'k' if key == 'err_vs_k' else 'loops'
+    seeds = f'{len(runs)} seeds' if len(runs) > 1 else '1 seed, band: ± sem over prompts'
+    return draw(ax, [(r['eval'][x], c['mean']) for r, c in zip(runs, curves)], color,
+                label and f'{label} ({seeds})', curves[0]['sem'], **kw)
 
 
-def eval_curve(runs, key, sub=None):
-    """Mean over seeds and band of an eval.json curve: x, mean, spread, the runs' curves (runs, n); one
-    seed: ± sem over its prompts."""
-    curves = [(r['eval']['k' if key == 'err_vs_k' else 'loops'], (r['eval'][key][sub] if sub else r['eval'][key]))
-              for r in runs]
-    x, y = stack([(cx, c['mean']) for cx, c in curves])
-    mean, spread = mean_std(y)
-    if len(runs) == 1:
-        spread = np.asarray(curves[0][1]['sem'], dtype=float)
-    return x, mean, spread, y
+def label_axes(ax, xlabel, ylabel, title=None, means=None, floor=1e-7):
+    """Axis labels and title; given the mean lines, a log y axis with limits from them alone, so that a wide
+    band or an exact zero doesn't squash the plot."""
+    if means is not None:
+        ax.set_yscale('log')
+        values = np.concatenate([np.ravel(m) for m in means])
+        values = values[np.isfinite(values) & (values > floor)]
+        if values.size:
+            ax.set_ylim(values.min() / 1.5, values.max() * 1.5)
+    ax.set(xlabel=xlabel, ylabel=ylabel)
+    if title:
+        ax.set_title(title, fontsize='medium')
 
 
-def seeds(runs):
-    return f'{len(runs)} seeds' if len(runs) > 1 else '1 seed, band: ± sem over prompts'
-
-
-def finish(fig, axes, out, name, title):
-    """One legend for all panels, outside them on the right, so that it never hides a curve; then SVG and PNG."""
-    handles = {}
-    for ax in axes:
+def finish(fig, out, name, title):
+    """One legend for all panels, outside them on the right, so that it never hides a curve; SVG and PNG."""
+    for ax in fig.axes:
         ax.grid(True, which='major', alpha=0.3)
-        for handle, label in zip(*ax.get_legend_handles_labels()):
-            handles.setdefault(label, handle)
+    # one legend entry a label: the panels repeat the variants'
+    handles = {label: h for ax in fig.axes for h, label in zip(*ax.get_legend_handles_labels())}
     fig.legend(handles.values(), handles.keys(), loc='outside right center', fontsize='small', frameon=False)
     fig.suptitle(title, fontsize='medium')
     for ext in ('svg', 'png'):
@@ -199,161 +178,106 @@ def finish(fig, axes, out, name, title):
     plt.close(fig)
 
 
-# -----------------------------------------------------------------------------
-# the figures: each takes [(label, colour, runs)] and writes NAME.svg and NAME.png
+# ----- the figures: each takes [(label, colour, the runs it can draw)] and writes NAME.svg and NAME.png
 
-def plot_training(variants, out, columns, name, title):
+VAL_ERR = ('val_err', f'validation {ERROR}')
+TRAINING = {  # name: [(log column, its axis label)], title
+    'performance': ([VAL_ERR], 'Validation query error during training, at the final d and N and the '
+                    'curriculum\'s b (mean ± std over seeds)'),
+    'loss_comparison': ([('train_loss', 'training loss (MSE in the loss window)'), VAL_ERR],
+                        'Training loss vs validation query error (mean ± std over seeds): a falling loss is '
+                        'not a solved task')}
+
+
+def plot_training(variants, out, name):
     """One panel per log column against the training iteration, one line per variant."""
-    variants = [(label, color, [r for r in runs if r['log'] is not None]) for label, color, runs in variants]
-    variants = [v for v in variants if v[2]]
-    if not variants:
-        print(f'{name}: skipped, no run has a log.csv with rows')
-        return
+    columns, title = TRAINING[name]
     fig, axes = plt.subplots(1, len(columns), figsize=(5.5 * len(columns) + 3, 4.5), squeeze=False,
                              layout='constrained')
     for ax, (column, ylabel) in zip(axes[0], columns):
-        means = []
-        for label, color, runs in variants:
-            x, y = stack([(r['log']['iter'], r['log'][column]) for r in runs])
-            mean, std = mean_std(y)
-            draw(ax, x, mean, std, color, f'{label} ({len(runs)} seed{"s" * (len(runs) > 1)})', y=y)
-            means.append(mean)
-        ax.set_yscale('log')
-        log_ylim(ax, means)
-        ax.set_xlabel('training iteration')
-        ax.set_ylabel(ylabel)
-    finish(fig, list(axes[0]), out, name, title)
+        means = [draw(ax, [(r['log']['iter'], r['log'][column]) for r in runs], color,
+                      f'{label} ({len(runs)} seed{"s" * (len(runs) > 1)})')[1]
+                 for label, color, runs in variants]
+        label_axes(ax, 'training iteration', ylabel, means=means)
+    finish(fig, out, name, title)
 
 
-def with_eval(variants, name):
-    """The variants' runs that have an eval.json, variants without any dropped; says so if none is left."""
-    variants = [(label, color, [r for r in runs if r['eval'] is not None]) for label, color, runs in variants]
-    variants = [v for v in variants if v[2]]
-    if not variants:
-        print(f'{name}: skipped, no run has an eval.json (python eval_extrapolation.py RUN ...)')
-    return variants
-
-
-def plot_extrapolation(variants, out):
-    variants = with_eval(variants, 'extrapolation')
-    if not variants:
-        return
+def plot_extrapolation(variants, out, name):
     fig, (ax, ax_fp) = plt.subplots(1, 2, figsize=(14, 4.5), layout='constrained')
     means, fp_means = [], []
     for label, color, runs in variants:
-        x, mean, spread, y = eval_curve(runs, 'err_vs_loops')
-        draw(ax, x, mean, spread, color, f'{label} ({seeds(runs)})', y=y)
-        means.append(mean)
-        b_train = runs[0]['eval']['b_train']
-        ax.axvline(b_train, color=color, ls=':', lw=1.5)
-        ax_fp.axvline(b_train, color=color, ls=':', lw=1.5)
+        means.append(draw_eval(ax, runs, color, label, 'err_vs_loops')[1])
+        for a in (ax, ax_fp):
+            a.axvline(runs[0]['eval']['b_train'], color=color, ls=':', lw=1.5)
         # the hidden state's relative change per loop; null (NaN) at loop 1 and where truncation cut tokens
-        x, y = stack([(r['eval']['loops'], [math.nan if v is None else v for v in r['eval']['fixed_point']])
-                      for r in runs])
-        mean, std = mean_std(y)
-        draw(ax_fp, x, mean, std, color, y=y)
-        fp_means.append(mean)
-    ax.set_yscale('log')
-    log_ylim(ax, means)
-    ax.set_xlabel('inference loops b')
-    ax.set_ylabel(f'{ERROR}, N examples')
-    ax.set_title('query error', fontsize='medium')
-    ax_fp.set_yscale('log')
-    log_ylim(ax_fp, fp_means, floor=0)
-    ax_fp.set_xlabel('inference loops b')
-    ax_fp.set_ylabel('||h_b - h_(b-1)|| / ||h_b||')
-    ax_fp.set_title('relative change of the hidden state (fixed point: → 0)', fontsize='medium')
+        fp_means.append(draw(ax_fp, [(r['eval']['loops'], r['eval']['fixed_point']) for r in runs], color)[1])
+    label_axes(ax, 'inference loops b', f'{ERROR}, N examples', 'query error', means)
+    label_axes(ax_fp, 'inference loops b', '||h_b - h_(b-1)|| / ||h_b||',
+               'relative change of the hidden state (fixed point: → 0)', fp_means, floor=0)
     ax.plot([], [], color='0.4', ls=':', label='b_train (dotted, in the variant\'s colour)')
-    finish(fig, [ax, ax_fp], out, 'extrapolation',
+    finish(fig, out, name,
            'Extrapolation: the same trained model run for more loops than it was trained with')
 
 
-def plot_error_vs_examples(variants, out):
-    variants = with_eval(variants, 'error_vs_examples')
-    if not variants:
-        return
+def plot_error_vs_examples(variants, out, name):
     fig, ax = plt.subplots(figsize=(9.5, 5), layout='constrained')
-    means, b_evals = [], set()
+    means, b_evals, prompt_sets = [], set(), {}
     for label, color, runs in variants:
         for sub, ls in (('model_b_train', '-'), ('model_max_loops', '--')):
-            x, mean, spread, y = eval_curve(runs, 'err_vs_k', sub)
-            draw(ax, x, mean, spread, color, f'{label} ({seeds(runs)})' if sub == 'model_b_train' else None,
-                 y=y, ls=ls)
-            means.append(mean)
-        b_evals.add((runs[0]['eval']['b_train'], runs[0]['eval']['eval']['max_loops']))
-    # the baselines once per distinct prompt set (task, shape and eval settings), from its first run
-    prompt_sets = {}
-    for _, _, runs in variants:
-        c, e = runs[0]['config'], runs[0]['eval']['eval']
-        key = json.dumps([c.get(k) for k in ('task', 'n_dims', 'n_points', 'noise_std', 'sparsity')] +
-                         [e['seed'], e['n_prompts'], e['gd_steps']])
-        prompt_sets.setdefault(key, runs[0])
-    for i, run in enumerate(prompt_sets.values()):
-        for name, (label, grey, marker) in BASELINE_STYLE.items():
-            curve = run['eval']['err_vs_k'][name]
-            suffix = f', d={run["config"]["n_dims"]} N={run["config"]["n_points"]}' if len(prompt_sets) > 1 else ''
-            if name == 'gd':
-                label += f' ({run["eval"]["eval"]["gd_steps"]} steps)'
-            if name == 'least_squares' and run['config'].get('task') == 'linear':
-                label += ' (exact, 0, from k = d)'  # drawn falling off the log axis
-            ax.plot(run['eval']['k'], curve['mean'], color=grey, ls=':', lw=1.2, marker=marker, ms=4,
-                    markevery=max(1, len(curve['mean']) // 12), label=label + suffix)
-            means.append(np.asarray(curve['mean']))
-        ax.axvline(run['config']['n_dims'], color='0.7', lw=1)
-    b_train, max_loops = sorted(b_evals)[0]
-    same_b = len(b_evals) == 1
+            legend = label if sub == 'model_b_train' else None
+            means.append(draw_eval(ax, runs, color, legend, 'err_vs_k', sub, ls=ls)[1])
+        c, e = runs[0]['config'], runs[0]['eval']
+        b_evals.add((e['b_train'], e['eval']['max_loops']))
+        # the baselines once per distinct prompt set (task, shape and eval settings), from its first run
+        key = [c.get(k) for k in ('task', 'n_dims', 'n_points', 'noise_std', 'sparsity')]
+        prompt_sets.setdefault(json.dumps(key + [e['eval'][k] for k in ('seed', 'n_prompts', 'gd_steps')]),
+                               runs[0])
+    for run in prompt_sets.values():
+        c, e = run['config'], run['eval']
+        exact = ' (exact, 0, from k = d)' if c.get('task') == 'linear' else ''  # it falls off the log axis
+        shape = f', d={c["n_dims"]} N={c["n_points"]}' if len(prompt_sets) > 1 else ''
+        for key, (label, grey, marker) in BASELINE_STYLE.items():
+            mean = e['err_vs_k'][key]['mean']
+            ax.plot(e['k'], mean, color=grey, ls=':', lw=1.2, marker=marker, ms=4,
+                    markevery=max(1, len(mean) // 12),
+                    label=label.format(exact=exact, gd_steps=e['eval']['gd_steps']) + shape)
+            means.append(np.asarray(mean))
+        ax.axvline(c['n_dims'], color='0.7', lw=1)
+    (b_train, max_loops), same_b = sorted(b_evals)[0], len(b_evals) == 1
     ax.plot([], [], color='0.4', ls='-', label=f'model, b = {b_train if same_b else "b_train"} (as trained)')
     ax.plot([], [], color='0.4', ls='--', label=f'model, b = {max_loops if same_b else "max_loops"}')
-    ax.set_yscale('log')
-    log_ylim(ax, means, floor=1e-6)
+    label_axes(ax, 'in-context examples k (grey vertical line: k = d)', ERROR, means=means, floor=1e-6)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel('in-context examples k (grey vertical line: k = d)')
-    ax.set_ylabel(ERROR)
-    finish(fig, [ax], out, 'error_vs_examples',
+    finish(fig, out, name,
            'Query error vs number of in-context examples: looped model and baselines on the same prompts')
 
 
-LENS_PANELS = (('to_ls', '||w_b - w_LS|| / ||w_LS||', 'distance to least squares'),
-               ('gd_step', 'GD steps s with w_GD(s) nearest w_b', 'the gradient-descent step it matches'),
-               ('affine_err', '|f_b(x) - f_b(0) - w_b . x| / rms f_b', 'how far f_b is from linear'))
-
-
-def plot_lens(variants, out):
+def plot_lens(variants, out, name):
     """The loop lens: the weights w_b the model implies after loop b, beside least squares and gradient
     descent. An x marks loops that are not linear in some seed (f_b's mean affine error or intercept above
     the tolerance, dashed in the last panel): there w_b describes the model poorly."""
-    variants = [(label, color, [r for r in runs if 'lens' in (r['eval'] or {})])
-                for label, color, runs in variants]
-    variants = [v for v in variants if v[2]]
-    if not variants:
-        print('lens: skipped, no run has an eval.json with the lens (python eval_extrapolation.py RUN ...)')
-        return
     fig, axes = plt.subplots(1, 3, figsize=(19, 4.5), layout='constrained')
     means = {key: [] for key, *_ in LENS_PANELS}
     for label, color, runs in variants:
-        _, linear = stack([(r['eval']['loops'], r['eval']['lens']['linear']) for r in runs])
-        off = (linear == 0).any(0)  # loops that are not linear in some seed
+        nonlinear = [b for r in runs for b, linear in zip(r['eval']['loops'], r['eval']['lens']['linear'])
+                     if not linear]  # in some seed
         for ax, (key, _, _) in zip(axes, LENS_PANELS):
-            x, mean, spread, y = eval_curve(runs, 'lens', key)
-            draw(ax, x, mean, spread, color, f'{label} ({seeds(runs)})', y=y)
+            x, mean = draw_eval(ax, runs, color, label, 'lens', key)
+            off = np.isin(x, nonlinear)
             ax.plot(x[off], mean[off], 'x', color=color, ms=7)
             ax.axvline(runs[0]['eval']['b_train'], color=color, ls=':', lw=1.5)
             means[key].append(mean)
     for ax, (key, ylabel, title) in zip(axes, LENS_PANELS):
-        if key == 'gd_step':
-            ax.set_yscale('symlog', linthresh=1)  # 0 steps, and 1 to the cap, spaced by ratio
-        else:
-            ax.set_yscale('log')
-            log_ylim(ax, means[key], floor=0)
-        ax.set(xlabel='inference loops b', ylabel=ylabel)
-        ax.set_title(title, fontsize='medium')
+        if key == 'gd_step':  # 0 steps, and 1 to the cap, spaced by ratio
+            ax.set_yscale('symlog', linthresh=1)
+        label_axes(ax, 'inference loops b', ylabel, title, None if key == 'gd_step' else means[key], floor=0)
     lens = variants[0][2][0]['eval']['lens']
     axes[1].axhline(lens['gd_max_steps'], color='0.4', ls='-.', lw=1, label='the GD steps computed (cap)')
     axes[1].set_ylim(bottom=0)
     axes[2].axhline(lens['tol'], color='0.4', ls='--', lw=1, label='tolerance: f_b reads as linear below')
     axes[0].plot([], [], 'x', color='0.4', label='f_b not linear (some seed)')
     axes[0].plot([], [], color='0.4', ls=':', label='b_train (dotted, in the variant\'s colour)')
-    finish(fig, list(axes), out, 'lens', 'The loop under a lens: the weights each loop implies (read at '
+    finish(fig, out, name, 'The loop under a lens: the weights each loop implies (read at '
            'probe queries), next to least squares and gradient descent (best step size per step count)')
 
 
@@ -361,17 +285,14 @@ def select_variants(runs, only, labels):
     """Group the runs into variants, keep those whose label holds one of the strings in `only` (all if empty),
     label the kept ones by what differs among them alone, then apply the renames of the text `labels`.
     Returns (kept runs, [(label, indices into the kept runs)])."""
-    def groups_of(runs):
-        return group_runs([r['config'] for r in runs], [r['dir'] for r in runs])
-
-    groups = groups_of(runs)
+    groups = group_runs([r['config'] for r in runs], [r['dir'] for r in runs])
     if only:
         kept = [i for label, idx in groups if any(s in label for s in only) for i in idx]
         if not kept:
             raise ConfigError(f'--only={";".join(only)!r} keeps no variant; the variants are: '
                               f'{"; ".join(label for label, _ in groups)}')
         runs = [runs[i] for i in kept]
-        groups = groups_of(runs)
+        groups = group_runs([r['config'] for r in runs], [r['dir'] for r in runs])
     return runs, rename_variants(groups, labels)
 
 
@@ -382,24 +303,26 @@ def main(argv):
             raise ConfigError('name the run directories: python plot.py out/RUN [out/RUN ...] --out=figures/')
         runs = [load_run(p) for p in find_runs(patterns, 'config.json')]
         runs, variants = select_variants(runs, split_list(opts['only']), opts['labels'])
-        if os.path.exists(opts['out']) and not os.path.isdir(opts['out']):
-            raise ConfigError(f'--out={opts["out"]!r} is a file, not a folder')
-        os.makedirs(opts['out'], exist_ok=True)
+        os.makedirs(opts['out'], exist_ok=True)  # a file there: one error line
     except (ConfigError, OSError) as err:
         fail(err)
 
-    colors = plt.rcParams['axes.prop_cycle'].by_key()['color']
-    variants = [(wrap(label), colors[i % len(colors)], [runs[j] for j in idx]) for i, (label, idx) in enumerate(variants)]
-    plot_training(variants, opts['out'], [('val_err', f'validation {ERROR}')], 'performance',
-                  'Validation query error during training, at the final d and N and the curriculum\'s b '
-                  '(mean ± std over seeds)')
-    plot_training(variants, opts['out'], [('train_loss', 'training loss (MSE in the loss window)'),
-                                          ('val_err', f'validation {ERROR}')], 'loss_comparison',
-                  'Training loss vs validation query error (mean ± std over seeds): '
-                  'a falling loss is not a solved task')
-    plot_extrapolation(variants, opts['out'])
-    plot_error_vs_examples(variants, opts['out'])
-    plot_lens(variants, opts['out'])
+    variants = [(wrap(label), f'C{i}', [runs[j] for j in idx]) for i, (label, idx) in enumerate(variants)]
+    has_log, has_eval = (lambda r: r['log'] is not None), (lambda r: r['eval'] is not None)
+    eval_json = 'an eval.json (python eval_extrapolation.py RUN ...)'
+    lens_json = 'an eval.json with the lens (python eval_extrapolation.py RUN ...)'
+    for name, can_draw, needs, plot_figure in (
+            ('performance', has_log, 'a log.csv with rows', plot_training),
+            ('loss_comparison', has_log, 'a log.csv with rows', plot_training),
+            ('extrapolation', has_eval, eval_json, plot_extrapolation),
+            ('error_vs_examples', has_eval, eval_json, plot_error_vs_examples),
+            ('lens', lambda r: 'lens' in (r['eval'] or {}), lens_json, plot_lens)):
+        kept = [(label, color, [r for r in runs if can_draw(r)]) for label, color, runs in variants]
+        kept = [v for v in kept if v[2]]  # a variant with no run to draw is left out
+        if kept:
+            plot_figure(kept, opts['out'], name)
+        else:
+            print(f'{name}: skipped, no run has {needs}')
 
 
 if __name__ == '__main__':

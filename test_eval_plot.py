@@ -9,6 +9,7 @@ trained run, checkpoints saved in other dtypes, the figures, and the command lin
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,16 +20,15 @@ import torch
 
 import eval_extrapolation
 import plot
-from data import first_k, make_generator, validation_set
 from configurator import group_runs
-from data import least_squares
-from eval_extrapolation import gd_path, loop_lens, model_errors, query_error
+from data import first_k, least_squares, make_generator, validation_set
+from eval_extrapolation import baselines, gd_path, loop_lens, model_errors, query_error
 from model import LoopedGPT, LoopedGPTConfig
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TINY = ['--n_dims=3', '--n_points=6', '--max_iters=20', '--n_layer=1', '--n_head=2', '--n_embd=16', '--mlp_size=32',
-        '--n_loops=3', '--loss_window=2', '--dims_start=0', '--points_start=0', '--val_prompts=32',
-        '--eval_interval=10', '--log_interval=10', '--batch_size=16', '--device=cpu']
+TINY = ['--n_dims=3', '--n_points=6', '--max_iters=20', '--n_layer=1', '--n_head=2', '--n_embd=16',
+        '--mlp_size=32', '--n_loops=3', '--loss_window=2', '--dims_start=0', '--points_start=0',
+        '--val_prompts=32', '--eval_interval=10', '--log_interval=10', '--batch_size=16', '--device=cpu']
 EVAL = ['--max_loops=6', '--n_prompts=64', '--device=cpu']
 # these tests check numbers, not speed: one thread, because on cores shared with other jobs (as CI's are)
 # OpenMP's threads wait on each other and tiny ops run 10-50x slower
@@ -62,8 +62,8 @@ def runs(tmp_path_factory):
 
 def tiny_model(**kw):
     torch.manual_seed(0)
-    return LoopedGPT(LoopedGPTConfig(n_dims=3, n_points=8, n_layer=1, n_head=2, n_embd=16, mlp_size=32, n_loops=3,
-                                     loss_window=3, **kw)).eval()
+    return LoopedGPT(LoopedGPTConfig(n_dims=3, n_points=8, n_layer=1, n_head=2, n_embd=16, mlp_size=32,
+                                     n_loops=3, loss_window=3, **kw)).eval()
 
 
 # -----------------------------------------------------------------------------
@@ -99,7 +99,8 @@ def test_one_pass_gives_every_loop_count(kw):
             preds, _ = model(xs, ys, n_loops=t, loss_window=1, scores=scores)
         assert torch.allclose(errors[t - 1], query_error(preds[-1][:, -1], ys, 3), atol=1e-6), t
     # a window starting at loop 3 reads the same numbers
-    assert torch.allclose(model_errors(model, xs, ys, n_loops=7, first_loop=3, seed=5)[0], errors[2:], atol=1e-6)
+    late, _ = model_errors(model, xs, ys, n_loops=7, first_loop=3, seed=5)
+    assert torch.allclose(late, errors[2:], atol=1e-6)
 
 
 def test_full_context_runs_a_truncated_model_uncut():
@@ -128,12 +129,33 @@ def test_fixed_point_matches_a_hand_run_loop():
     assert math.isnan(change[0]) and math.isnan(change[1]) and all(math.isfinite(c) for c in change[2:])
 
 
+def test_summary_reads_each_column_at_its_loop(capsys):
+    """print_summary on hand-made results whose numbers name their place (after loop b the error is b, plus
+    100 in the second seed): a wrong loop or k shows, and '-' stands where b_train is past max_loops."""
+    def result(b_train, offset=0):
+        loops = range(1, 61)
+        return {'config': {'n_points': 4, 'n_dims': 2}, 'b_train': b_train, 'k': [0, 1, 2, 3, 4],
+                'eval': {'max_loops': 60, 'n_prompts': 8, 'k_prompts': 8},
+                'err_vs_loops': {'mean': [b + offset for b in loops]},
+                'err_vs_k': {'model_b_train': {'mean': [1000 + k for k in range(5)]}},
+                'lens': {'to_ls': {'mean': [b / 1000 for b in loops]},
+                         'gd_step': {'mean': [2 * b for b in loops]}}}
+    eval_extrapolation.print_summary([result(10), result(10, 100), result(70)], [('a', [0, 1]), ('b', [2])])
+    rows = [re.split(r' {2,}', row.strip()) for row in capsys.readouterr().out.splitlines()[-3:]]
+    assert rows == [['variant', 'seeds', 'b_train', 'at b_train', 'at b=50', 'at b=60', 'k=1 at b_train',
+                     'k=2 at b_train', 'k=4 at b_train', 'w to LS at b_train', 'GD step at b_train'],
+                    ['a', '2', '10', '60 ± 71', '100 ± 71', '110 ± 71', '1001 ± 0', '1002 ± 0',
+                     '1004 ± 0', '0.01 ± 0', '20 ± 0'],
+                    ['b', '1', '70', '-', '50', '60', '1001', '1002', '1004', '-', '-']]
+
+
 def test_group_runs_by_config_less_seed():
     base = {'n_keep': 0, 'select': 'first', 'seed': 1, 'out_dir': 'a'}
     configs = [base, {**base, 'seed': 2, 'out_dir': 'b'}, {**base, 'n_keep': 32, 'select': 'random'},
                {**base, 'n_keep': 32, 'select': 'random', 'seed': 3}]
     assert group_runs(configs) == [('n_keep=0, select=first', [0, 1]), ('n_keep=32, select=random', [2, 3])]
-    assert group_runs(configs[:2], ['out/exp,n_keep=0,seed=1', 'out/exp,n_keep=0,seed=2']) == [('exp,n_keep=0', [0, 1])]
+    names = ['out/exp,n_keep=0,seed=1', 'out/exp,n_keep=0,seed=2']
+    assert group_runs(configs[:2], names) == [('exp,n_keep=0', [0, 1])]
 
 
 # -----------------------------------------------------------------------------
@@ -259,8 +281,9 @@ def test_eval_json_has_every_key(runs):
         assert len(curve['mean']) == len(curve['sem']) == 7
         assert all(math.isfinite(v) for v in curve['mean'] + curve['sem'])
     # the k sweep at k = N and the loop sweep score the same prompts
-    assert r['err_vs_k']['model_b_train']['mean'][6] == pytest.approx(r['err_vs_loops']['mean'][2], rel=1e-6)
-    assert r['err_vs_k']['model_max_loops']['mean'][6] == pytest.approx(r['err_vs_loops']['mean'][5], rel=1e-6)
+    at_n, loops = r['err_vs_k'], r['err_vs_loops']['mean']
+    assert at_n['model_b_train']['mean'][6] == pytest.approx(loops[2], rel=1e-6)
+    assert at_n['model_max_loops']['mean'][6] == pytest.approx(loops[5], rel=1e-6)
     assert max(r['err_vs_k']['least_squares']['mean'][3:]) < 1e-6  # k >= d: exact
     assert r['err_vs_k']['model_b_train']['mean'][0] == pytest.approx(1, abs=0.5)  # no examples: a guess
     lens = r['lens']
@@ -382,7 +405,9 @@ def test_eval_rejects_a_bad_flag(runs):
     before = {f: os.path.getmtime(os.path.join(runs[0], f)) for f in os.listdir(runs[0])}
     r = run('eval_extrapolation.py', runs[0], '--max_loop=5')
     exits(r, 2)
-    assert r.stderr.startswith("error: --max_loop: unknown key 'max_loop' (did you mean max_loops?)") and r.stderr.count('\n') == 1, r.stderr
+    assert r.stderr.startswith("error: --max_loop: unknown key 'max_loop' (did you mean max_loops?)"), \
+        r.stderr
+    assert r.stderr.count('\n') == 1, r.stderr
     assert 'Traceback' not in r.stderr and r.stdout == ''
     assert {f: os.path.getmtime(os.path.join(runs[0], f)) for f in os.listdir(runs[0])} == before
 
@@ -420,6 +445,29 @@ def test_band_stays_within_the_seeds():
     assert low[0] == pytest.approx(mean[0] / 1000)
 
 
+def test_draw_shades_the_band_within_the_seeds():
+    """draw's band on a real axis: within the range the seeds span (mean - std would reach below zero), a lone
+    run's sem over prompts where it has one, and no band for a lone run without."""
+    fig, ax = plot.plt.subplots()
+    seeds = [([1, 2], [0.01, 1.0]), ([1, 2], [0.02, 1.1]), ([1, 2], [1.0, 1.2])]
+    x, mean = plot.draw(ax, seeds, 'C0', 'three seeds')
+    assert list(x) == [1, 2] and list(mean) == pytest.approx([1.03 / 3, 1.1])
+    band = ax.collections[-1].get_paths()[0].vertices[:, 1]
+    assert band.min() == pytest.approx(0.01) and band.max() == pytest.approx(1.2)
+    plot.draw(ax, seeds[:1], 'C1', sem=[0.001, 0.1])
+    band = ax.collections[-1].get_paths()[0].vertices[:, 1]
+    assert band.min() == pytest.approx(0.009) and band.max() == pytest.approx(1.1)
+    bands = len(ax.collections)
+    plot.draw(ax, seeds[:1], 'C2')
+    assert len(ax.collections) == bands
+    # an eval.json curve of a single seed: the band is its sem
+    run = {'eval': {'loops': [1, 2], 'err_vs_loops': {'mean': [0.5, 0.25], 'sem': [0.1, 0.05]}}}
+    plot.draw_eval(ax, [run], 'C3', 'one seed', 'err_vs_loops')
+    band = ax.collections[-1].get_paths()[0].vertices[:, 1]
+    assert band.min() == pytest.approx(0.2) and band.max() == pytest.approx(0.6)
+    plot.plt.close(fig)
+
+
 def test_plot_rejects_unknown_variant(runs, tmp_path, capsys):
     for argv in (['--only=nothing_like_this'], ['--labels=nope=x'], ['--outdir=x']):
         with pytest.raises(SystemExit) as exit_info:
@@ -433,21 +481,23 @@ def test_plot_rejects_unknown_variant(runs, tmp_path, capsys):
 # each baseline against a brute-force computation, one prompt at a time in numpy
 
 def test_baselines_match_brute_force():
-    import numpy as np
-    from eval_extrapolation import averaging, gradient_descent, knn, ridge
     xs, ys = validation_set('linear', 6, 7, 3, seed=4)
+    preds = baselines(xs, ys, gd_steps=4)
+    assert list(preds) == list(eval_extrapolation.BASELINES)  # the order of eval.json's curves
     X, Y = xs.double().numpy(), ys.double().numpy()
     for i in range(6):
         A, y, q = X[i, :-1], Y[i, :-1], X[i, -1]
         w_avg = sum(y[j] * A[j] for j in range(7)) / 7
-        assert averaging(xs, ys)[i].item() == pytest.approx(q @ w_avg, rel=1e-5)
+        assert preds['averaging'][i].item() == pytest.approx(q @ w_avg, rel=1e-5)
         near = sorted(range(7), key=lambda j: np.linalg.norm(A[j] - q))[:3]
-        assert knn(xs, ys)[i].item() == pytest.approx(np.mean([y[j] for j in near]), rel=1e-5)
+        assert preds['knn'][i].item() == pytest.approx(np.mean([y[j] for j in near]), rel=1e-5)
         w_ridge = np.linalg.solve(A.T @ A + 0.1 * np.eye(3), A.T @ y)
-        assert ridge(xs, ys)[i].item() == pytest.approx(q @ w_ridge, rel=1e-5)
+        assert preds['ridge'][i].item() == pytest.approx(q @ w_ridge, rel=1e-5)
         w, lr = np.zeros(3), 1 / np.linalg.eigvalsh(A.T @ A).max()
         for _ in range(4):
             w = w - lr * (A.T @ (A @ w - y))
-        assert gradient_descent(xs, ys, n_steps=4)[i].item() == pytest.approx(q @ w, rel=1e-5)
+        assert preds['gd'][i].item() == pytest.approx(q @ w, rel=1e-5)
         w_ls = np.linalg.lstsq(A, y, rcond=None)[0]
-        assert least_squares(xs, ys)[i].item() == pytest.approx(q @ w_ls, rel=1e-4, abs=1e-5)
+        assert preds['least_squares'][i].item() == pytest.approx(q @ w_ls, rel=1e-4, abs=1e-5)
+    # with no examples, every baseline predicts 0
+    assert all(torch.equal(p, torch.zeros(6)) for p in baselines(*first_k(xs, ys, 0)).values())
