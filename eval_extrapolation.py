@@ -184,8 +184,10 @@ def evaluate_run(model, config, xs, ys, settings):
     # extrapolation: one pass, the query read out after every loop 1..max_loops
     err_loops, fixed_point = model_errors(model, xs, ys, max_loops, 1, n_keep, seed)
     t1 = time.time()
+    print(f'  loop sweep to b = {max_loops}: {t1 - t0:.0f} s; the lens next, then the k sweep', flush=True)
     lens = loop_lens(model, xs[:LENS_PROMPTS], ys[:LENS_PROMPTS], max_loops, n_keep, seed)
     t2 = time.time()
+    print(f'  lens: {t2 - t1:.0f} s; k sweep over k = 0..{n_points} (its later k cost the most)', flush=True)
     # error vs k: one pass per k, read out from loop lo to hi, which gives both b_train and max_loops
     lo, hi = min(b_train, max_loops), max(b_train, max_loops)
     curves = {name: [] for name in ('model_b_train', 'model_max_loops', *BASELINES)}

@@ -81,6 +81,10 @@ def load_run(path):
     except (OSError, ValueError, TypeError, KeyError, IndexError, csv.Error) as err:
         what = 'is malformed' if file.endswith('.csv') else 'does not hold what eval_extrapolation.py writes'
         raise ConfigError(f'{file} {what} ({type(err).__name__}: {err})') from None
+    step = (run['eval'] or {}).get('checkpoint', {}).get('iter')  # a run extended after its evaluation
+    if run['log'] is not None and step is not None and step < run['log']['iter'][-1]:
+        print(f'warning: {path}/eval.json is of step {step} and its log runs to step '
+              f'{run["log"]["iter"][-1]:.0f}: eval_extrapolation.py {path} brings it up to date')
     return run
 
 

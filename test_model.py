@@ -58,7 +58,8 @@ def train_step(model, optimizer, xs, ys, **kw):
 # the model
 
 
-@pytest.mark.parametrize('pos_emb,inject,causal', [(p, i, c) for p in POS_EMBS for i in INJECTS for c in (True, False)])
+@pytest.mark.parametrize('pos_emb,inject,causal',
+                         [(p, i, c) for p in POS_EMBS for i in INJECTS for c in (True, False)])
 def test_shapes(pos_emb, inject, causal):
     model = make_model(pos_emb=pos_emb, inject=inject, causal=causal, n_loops=4, loss_window=2)
     xs, ys = prompts()
@@ -266,8 +267,9 @@ def test_type_encoding_has_two_vectors():
     assert model.wpe.weight.shape == (2, model.config.n_embd)
     xs, ys = prompts()
     added = model.embed(xs, ys) - model.read_in(interleave(xs, ys))
-    assert torch.allclose(added[:, 0::2], model.wpe.weight[0].expand_as(added[:, 0::2]), atol=1e-6)  # x tokens
-    assert torch.allclose(added[:, 1::2], model.wpe.weight[1].expand_as(added[:, 1::2]), atol=1e-6)  # y tokens
+    x_tokens, y_tokens = added[:, 0::2], added[:, 1::2]
+    assert torch.allclose(x_tokens, model.wpe.weight[0].expand_as(x_tokens), atol=1e-6)
+    assert torch.allclose(y_tokens, model.wpe.weight[1].expand_as(y_tokens), atol=1e-6)
     learned = make_model(pos_emb='learned')
     assert learned.num_params() - model.num_params() == (2 * N + 1 - 2) * model.config.n_embd
 
@@ -354,7 +356,8 @@ def test_curriculum_values():
 def test_tiny_training_run_learns():
     """Beats the zero predictor clearly (d = 2: a few seconds on one core; larger d plateau for longer)."""
     torch.manual_seed(0)
-    c = LoopedGPTConfig(n_dims=2, n_points=8, n_layer=1, n_head=2, n_embd=32, mlp_size=64, n_loops=2, loss_window=2)
+    c = LoopedGPTConfig(n_dims=2, n_points=8, n_layer=1, n_head=2, n_embd=32, mlp_size=64, n_loops=2,
+                        loss_window=2)
     model = LoopedGPT(c)
     optimizer = model.configure_optimizers(0.0, 3e-3, (0.9, 0.999), 'cpu')
     g = make_generator(0)
@@ -433,7 +436,8 @@ def test_bad_flags_are_one_line_errors(args, flag, tmp_path):
 def test_bad_flag_through_the_cli(tmp_path):
     result = run_cli('--n_lops=3', f'--out_dir={tmp_path / "out"}')
     assert result.returncode == 2 and 'Traceback' not in result.stderr, report(result)
-    assert result.stderr.strip() == "error: --n_lops: unknown key 'n_lops' (did you mean n_loops, n_loops_random?)"
+    assert result.stderr.strip() == ("error: --n_lops: unknown key 'n_lops' "
+                                     "(did you mean n_loops, n_loops_random?)")
     assert not (tmp_path / 'out').exists()
 
 
@@ -491,7 +495,8 @@ def test_a_run_directory_with_a_checkpoint_is_never_overwritten_by_accident(tmp_
 def test_resume_extends_a_run_exactly(tmp_path):
     """The same flags with a larger max_iters and --init_from=resume continue the same run directory and
     log the rows, and end with the weights, of a straight run (random cuts, dropout, n drawn per step)."""
-    common = [*TINY, '--eval_interval=5', '--dropout=0.1', '--n_keep=3', '--select=random', '--n_keep_random=True',
+    common = [*TINY, '--eval_interval=5', '--dropout=0.1', '--n_keep=3', '--select=random',
+              '--n_keep_random=True',
               '--n_loops_random=True', '--loss_window=1']
     assert_ok(run_cli(*common, '--max_iters=20', f'--out_dir={tmp_path / "whole"}'))
     assert_ok(run_cli(*common, '--max_iters=10', f'--out_dir={tmp_path / "parts"}'))
@@ -499,7 +504,8 @@ def test_resume_extends_a_run_exactly(tmp_path):
     assert resumed.returncode == 0, report(resumed)
     [name] = os.listdir(tmp_path / 'whole')
     assert os.listdir(tmp_path / 'parts') == [name] and 'max_iters' not in name
-    assert read_rows(tmp_path / 'whole' / name / 'log.csv') == read_rows(tmp_path / 'parts' / name / 'log.csv')
+    whole_log, parts_log = (read_rows(tmp_path / part / name / 'log.csv') for part in ('whole', 'parts'))
+    assert whole_log == parts_log
     whole = load_checkpoint(str(tmp_path / 'whole' / name / 'ckpt.pt'))
     parts = load_checkpoint(str(tmp_path / 'parts' / name / 'ckpt.pt'))
     assert whole['iter'] == parts['iter'] == 20
@@ -511,8 +517,8 @@ def test_ctrl_c_saves_and_resumes_exactly(tmp_path):
     import time
     common = [*TINY, '--eval_interval=1000', '--log_interval=1000', f'--out_dir={tmp_path}']
     proc = subprocess.Popen([sys.executable, os.path.join(HERE, 'train.py'), *common, '--max_iters=1000000',
-                             '--run_name=cut'], cwd=HERE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=ONE_THREAD)
+                             '--run_name=cut'], cwd=HERE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=ONE_THREAD)
     while 'device' not in proc.stdout.readline():  # training has started
         pass
     time.sleep(1.0)
@@ -680,8 +686,8 @@ def test_n_keep_random_and_n_loops_random_draws_reach_the_model(monkeypatch, tmp
 
 def test_select_arms_see_the_same_prompts(monkeypatch, tmp_path):
     """At the same seed, select=first and select=random train on bit-identical prompts at every step."""
-    arms = [record_training(monkeypatch, tmp_path / select, '--max_iters=12', '--n_keep=3', f'--select={select}',
-                            '--n_keep_random=True') for select in ('first', 'random')]
+    arms = [record_training(monkeypatch, tmp_path / select, '--max_iters=12', '--n_keep=3',
+                            f'--select={select}', '--n_keep_random=True') for select in ('first', 'random')]
     assert all(torch.equal(a['xs'], b['xs']) for a, b in zip(*arms)) and len(arms[0]) == 12
     assert arms[0][0]['scores'] is None and arms[1][0]['scores'] is not None
 

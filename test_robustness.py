@@ -361,6 +361,21 @@ def test_stale_eval_json_is_computed_again(evaluated, run):
         assert json.load(f)['checkpoint']['iter'] == 15
 
 
+def test_plot_says_when_an_evaluation_is_older_than_the_log(evaluated, run, tmp_path):
+    _, resume = run
+    code, out, err = cli('plot.py', evaluated, f'--out={tmp_path / "a"}')
+    assert code == 0 and 'warning' not in out + err, (out, err)
+    assert cli('train.py', *resume)[0] == 0  # extended to step 15 after its evaluation at step 10
+    code, out, err = cli('plot.py', evaluated, f'--out={tmp_path / "b"}')
+    assert code == 0 and 'eval.json is of step 10 and its log runs to step 15' in out, (out, err)
+
+
+def test_a_long_evaluation_says_where_it_is(evaluated):
+    code, out, err = cli('eval_extrapolation.py', evaluated, *EVAL, '--reuse=False')
+    assert code == 0, err
+    assert '  loop sweep to b = 3: ' in out and '  lens: ' in out and 'k sweep over k = 0..6' in out
+
+
 @pytest.mark.parametrize('name,text', [
     ('config.json', '{"n_dims": 3,'), ('config.json', '[1]'),
     ('log.csv', 'iter,train_loss,val_err\n5,x,1\n'), ('log.csv', 'a,b\n1,2\n'),
