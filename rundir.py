@@ -24,33 +24,28 @@ LOG_COLUMNS = ['iter', 'train_loss', 'val_loss', 'val_err', 'val_err_k2d', 'val_
                'ms_per_step', 'd', 'N', 'b']
 
 
-def write_file(path, write):
-    """write(f) into path through a temporary file and a rename: a reader never sees half a file."""
+def write_file(path, write, mode='w'):
+    """write(f) into path through a temporary file, synced, and a rename: a reader never sees half a file,
+    and a kill or a full disk at any moment leaves the previous one whole."""
     try:
-        with open(path + '.tmp', 'w', newline='') as f:
+        with open(path + '.tmp', mode, newline=None if 'b' in mode else '') as f:
             write(f)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(path + '.tmp', path)
-    except OSError as err:
+    except (OSError, RuntimeError) as err:  # RuntimeError: torch.save's own, as on a full disk
         with contextlib.suppress(OSError):
             os.remove(path + '.tmp')
         raise ConfigError(f'cannot write {path}: {err}') from None
 
 
 def save_checkpoint(path, state, kept=None):
-    """Through a temporary file and a rename, as write_file: a kill or a full disk at any moment leaves
-    the previous checkpoint whole. A failed write is a ConfigError that names the step `kept` at."""
-    tmp = path + '.tmp'
+    """state into path, written whole or not at all; a failed write's ConfigError names the step kept."""
     try:
-        with open(tmp, 'wb') as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as err:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
+        write_file(path, lambda f: torch.save(state, f), 'wb')
+    except ConfigError as err:
         kept = f'the checkpoint of step {kept} is kept' if kept is not None else 'no checkpoint was written'
-        raise ConfigError(f'cannot write {path}: {err} ({kept})') from None
+        raise ConfigError(f'{err} ({kept})') from None
 
 
 def load_checkpoint(path, map_location='cpu'):
