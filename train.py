@@ -77,6 +77,7 @@ n_loops = 10             # b: loops through the blocks at training time (b_train
 loss_window = 5          # the last this many loops carry gradient and enter the loss (0: all b loops)
 loss_on = 'all'          # all x positions | query (only the query's prediction enters the loss)
 n_loops_random = True    # draw each step's b from [loss_window, b]: the fit must hold at every b
+n_loops_draw = 15        # ... with b up to max(this, n_loops): past b_train, so it holds past it too
 checkpoint_loops = False  # recompute each loop's activations in the backward pass: less memory
 # truncation
 n_keep = 0               # examples kept after the cut (0: all)
@@ -87,7 +88,7 @@ n_keep_random = False    # draw the number kept uniformly from [n_keep, N] at ev
 # optimizer
 batch_size = 64          # prompts per step
 learning_rate = 3e-3     # peak learning rate of AdamW
-max_iters = 9000         # training steps
+max_iters = 12000        # training steps
 weight_decay = 0.0       # AdamW's, on matrices only
 beta1 = 0.9              # AdamW's
 beta2 = 0.999            # AdamW's
@@ -95,7 +96,7 @@ grad_clip = 1.0          # clip the gradient's norm to this (0: no clipping)
 # learning rate schedule
 lr_schedule = 'wsd'      # constant | cosine (down to min_lr at max_iters) | wsd (hold, then cosine down)
 warmup_iters = 200       # linear warmup over this many steps
-decay_iters = 3000       # wsd only: the cosine down to min_lr takes the last this many steps
+decay_iters = 4000       # wsd only: the cosine down to min_lr takes the last this many steps
 min_lr = 5e-5            # where cosine and wsd end
 # system
 seed = 42                # model init, prompts, truncation draws
@@ -122,7 +123,8 @@ def check_config(c):
     for key in ('n_dims', 'n_points', 'n_layer', 'n_head', 'n_embd', 'mlp_size', 'n_loops', 'batch_size',
                 'val_prompts', 'eval_interval', 'log_interval'):
         need(c[key] >= 1, key, 'must be at least 1')
-    for key in ('max_iters', 'warmup_iters', 'decay_iters', 'grad_clip', 'weight_decay', 'noise_std'):
+    for key in ('max_iters', 'warmup_iters', 'decay_iters', 'grad_clip', 'weight_decay', 'noise_std',
+                'n_loops_draw'):
         need(c[key] >= 0, key, 'must be at least 0')
     for key in ('dropout', 'beta1', 'beta2'):
         need(0 <= c[key] < 1, key, 'must be in [0, 1)')
@@ -134,8 +136,9 @@ def check_config(c):
         c['loss_window'] = c['n_loops']
     need(0 <= c['loss_window'] <= c['n_loops'], 'loss_window', f'must be in 0 (all)..n_loops={c["n_loops"]}')
     # inject=none: the prompt enters the first loop only, so a window without it never trains read_in
-    need(c['inject'] != 'none' or c['loss_window'] in (0, c['n_loops']), 'loss_window',
-         f'with --inject=none must be 0 or n_loops={c["n_loops"]}: the prompt enters the first loop only, '
+    b_top = max(c['n_loops'], c['n_loops_draw']) if c['n_loops_random'] else c['n_loops']
+    need(c['inject'] != 'none' or c['loss_window'] in (0, b_top), 'loss_window',
+         f'with --inject=none must be 0 or the largest b={b_top}: the prompt enters the first loop only, '
          f'and outside the window the embedding gets no gradient')
     need(c['n_keep'] == 0 or 1 <= c['n_keep'] <= c['n_points'], 'n_keep',
          f'must be 0 (keep all) or in 1..n_points={c["n_points"]}')
@@ -287,10 +290,11 @@ if __name__ == '__main__':
                  'iter': step, 'rng': rundir.rng_state(device, generators)}
         rundir.save_checkpoint(ckpt_path, state, kept=saved_iter)
 
+    b_top = max(c.n_loops, c.n_loops_draw) if c.n_loops_random else c.n_loops  # the loops curriculum's end
     def stage(it):  # where the curricula stand at step it: active dims, examples per prompt, loops
         return (curriculum(c.dims_start, c.n_dims, c.dims_step, c.dims_interval, it),
                 curriculum(c.points_start, c.n_points, c.points_step, c.points_interval, it),
-                curriculum(c.loops_start, c.n_loops, c.loops_step, c.loops_interval, it))
+                curriculum(c.loops_start, b_top, c.loops_step, c.loops_interval, it))
 
     @functools.cache
     def step_flops(N, b_max):  # a step's matmul FLOPs at this point of the curricula (b drawn: the mean)
@@ -322,8 +326,8 @@ if __name__ == '__main__':
     for it in range(start_iter, c.max_iters):
         d_now, N_now, b_now = stage(it)  # short prompts at small d first: they leave the plateau sooner
         window = min(c.loss_window or b_now, b_now)  # loops that carry gradient; the rest run graph-free
-        # this step's loops: with n_loops_random a draw from [window, b_now], so that the fit must hold
-        # at every b from the window on (a fixed point), not only at one
+        # this step's loops: with n_loops_random a draw from [window, b_now], b_now up to n_loops_draw past
+        # b_train, so that the fit holds at every b from the window on (a fixed point), not only at one
         b = b_now
         if c.n_loops_random:
             b = int(torch.randint(window, b_now + 1, (1,), generator=generators['host']))
