@@ -48,10 +48,11 @@ noise_std = 0.0          # noisy_linear only: std of the noise added to y
 sparsity = 3             # sparse_linear only: non-zero coordinates of w
 val_prompts = 1280       # size of the fixed validation set
 val_seed = 1             # the validation set's seed, shared by all runs so they compare on the same prompts
-# curricula: start, + step every interval steps, up to n_dims / n_points / n_loops; start 0 is off;
-# a start above where its curriculum ends is clipped to the end. d and N grow together (N = 4d, to 64
-# at d = 16, d = 20 at step 5,400): short prompts at small d let the model leave the zero-predictor
-# plateau, which at full size it may not leave for thousands of steps
+# curricula: start, + step every interval steps, up to n_dims / n_points / b's top; start 0 is off;
+# a start above where its curriculum ends is clipped to the end. d, N and b grow together (N = 4d, to
+# 64 at d = 16; b to 15 at step 4,200; d = 20 at step 5,400): short prompts and few loops at small d let
+# the model leave the zero-predictor plateau, which at full size it may not leave for thousands of steps
+# (with b drawn up to 15 from step 700 it was still there at step 1,500)
 dims_start = 2           # d of the first steps
 dims_step = 1            # d grows by this much ...
 dims_interval = 300      # ... every this many steps
@@ -60,7 +61,7 @@ points_step = 4          # N grows by this much ...
 points_interval = 300    # ... every this many steps
 loops_start = 1          # b of the first steps (0: all n_loops from the start)
 loops_step = 1           # b grows by this much ...
-loops_interval = 50      # ... every this many steps
+loops_interval = 300     # ... every this many steps
 # model
 n_layer = 2              # blocks in one loop
 n_head = 4               # attention heads
