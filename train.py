@@ -48,11 +48,10 @@ noise_std = 0.0          # noisy_linear only: std of the noise added to y
 sparsity = 3             # sparse_linear only: non-zero coordinates of w
 val_prompts = 1280       # size of the fixed validation set
 val_seed = 1             # the validation set's seed, shared by all runs so they compare on the same prompts
-# curricula: start, + step every interval steps, up to n_dims / n_points / b's top; start 0 is off;
-# a start above where its curriculum ends is clipped to the end. d, N and b grow together (N = 4d, to
-# 64 at d = 16; b to 15 at step 4,200; d = 20 at step 5,400): short prompts and few loops at small d let
-# the model leave the zero-predictor plateau, which at full size it may not leave for thousands of steps
-# (with b drawn up to 15 from step 700 it was still there at step 1,500)
+# curricula: start, + step every interval steps, up to n_dims / n_points / n_loops; start 0 is off;
+# a start above where its curriculum ends is clipped to the end. d and N grow together (N = 4d, to 64
+# at d = 16, d = 20 at step 5,400): short prompts at small d let the model leave the zero-predictor
+# plateau, which at full size it may not leave for thousands of steps
 dims_start = 2           # d of the first steps
 dims_step = 1            # d grows by this much ...
 dims_interval = 300      # ... every this many steps
@@ -61,7 +60,7 @@ points_step = 4          # N grows by this much ...
 points_interval = 300    # ... every this many steps
 loops_start = 1          # b of the first steps (0: all n_loops from the start)
 loops_step = 1           # b grows by this much ...
-loops_interval = 300     # ... every this many steps
+loops_interval = 50      # ... every this many steps
 # model
 n_layer = 2              # blocks in one loop
 n_head = 4               # attention heads
@@ -78,7 +77,7 @@ n_loops = 10             # b: loops through the blocks at training time (b_train
 loss_window = 5          # the last this many loops carry gradient and enter the loss (0: all b loops)
 loss_on = 'all'          # all x positions | query (only the query's prediction enters the loss)
 n_loops_random = True    # draw each step's b from [loss_window, b]: the fit must hold at every b
-n_loops_draw = 15        # ... with b up to max(this, n_loops): past b_train, so it holds past it too
+n_loops_draw = 15        # ... and up to this once d and N are full (if above b): so it holds past b_train
 checkpoint_loops = False  # recompute each loop's activations in the backward pass: less memory
 # truncation
 n_keep = 0               # examples kept after the cut (0: all)
@@ -291,15 +290,17 @@ if __name__ == '__main__':
                  'iter': step, 'rng': rundir.rng_state(device, generators)}
         rundir.save_checkpoint(ckpt_path, state, kept=saved_iter)
 
-    b_top = max(c.n_loops, c.n_loops_draw) if c.n_loops_random else c.n_loops  # the loops curriculum's end
-    def stage(it):  # where the curricula stand at step it: active dims, examples per prompt, loops
-        return (curriculum(c.dims_start, c.n_dims, c.dims_step, c.dims_interval, it),
-                curriculum(c.points_start, c.n_points, c.points_step, c.points_interval, it),
-                curriculum(c.loops_start, b_top, c.loops_step, c.loops_interval, it))
+    def stage(it):  # where the curricula stand at step it: active dims, examples per prompt, b's top, and
+        # the loss window: the loops that carry gradient (the rest run graph-free)
+        d = curriculum(c.dims_start, c.n_dims, c.dims_step, c.dims_interval, it)
+        N = curriculum(c.points_start, c.n_points, c.points_step, c.points_interval, it)
+        b_max = curriculum(c.loops_start, c.n_loops, c.loops_step, c.loops_interval, it)
+        if c.n_loops_random and (d, N) == (c.n_dims, c.n_points):  # the task at full size: b past b_train
+            b_max = max(b_max, c.n_loops_draw)
+        return d, N, b_max, min(c.loss_window or b_max, b_max)
 
     @functools.cache
-    def step_flops(N, b_max):  # a step's matmul FLOPs at this point of the curricula (b drawn: the mean)
-        window = min(c.loss_window or b_max, b_max)
+    def step_flops(N, b_max, window):  # a step's matmul FLOPs at this stage (b drawn: the mean)
         loops = range(window, b_max + 1) if c.n_loops_random else [b_max]
         return sum(model.flops_per_step(c.batch_size, N, b, window) for b in loops) / len(loops)
     # the FLOPs from each step to the end: the ETA and GFLOP/s count the curricula's growth
@@ -321,20 +322,16 @@ if __name__ == '__main__':
     saved_iter, diverged = (start_iter if ckpt is not None else None), ''
     bad_iter = torch.full((), -1, device=device)  # first non-finite loss, on the device: no sync per step
     t_last, step_last = time.time(), start_iter
+    draw = lambda low, high: int(torch.randint(low, high + 1, (1,), generator=generators['host']))
 
     # -------------------------------------------------------------------------
     # the training loop
     for it in range(start_iter, c.max_iters):
-        d_now, N_now, b_now = stage(it)  # short prompts at small d first: they leave the plateau sooner
-        window = min(c.loss_window or b_now, b_now)  # loops that carry gradient; the rest run graph-free
-        # this step's loops: with n_loops_random a draw from [window, b_now], b_now up to n_loops_draw past
-        # b_train, so that the fit holds at every b from the window on (a fixed point), not only at one
-        b = b_now
-        if c.n_loops_random:
-            b = int(torch.randint(window, b_now + 1, (1,), generator=generators['host']))
-        n_keep = c.n_keep
-        if c.n_keep_random:  # a new number kept every step, from [n_keep, N]
-            n_keep = int(torch.randint(c.n_keep, c.n_points + 1, (1,), generator=generators['host']))
+        d_now, N_now, b_now, window = stage(it)  # short prompts at small d first: off the plateau sooner
+        # this step's loops: with n_loops_random a draw from [window, b_now], b_now past b_train once the
+        # task is full size, so that the fit holds at every b from the window on (a fixed point), not at one
+        b = draw(window, b_now) if c.n_loops_random else b_now
+        n_keep = draw(c.n_keep, c.n_points) if c.n_keep_random else c.n_keep  # n_keep_random: n_keep..N
         lr = get_lr(it, c)  # warmup, then constant, cosine or wsd
         for group in optimizer.param_groups:
             group['lr'] = lr
