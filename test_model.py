@@ -437,7 +437,7 @@ def test_bad_flag_through_the_cli(tmp_path):
     result = run_cli('--n_lops=3', f'--out_dir={tmp_path / "out"}')
     assert result.returncode == 2 and 'Traceback' not in result.stderr, report(result)
     assert result.stderr.strip() == ("error: --n_lops: unknown key 'n_lops' "
-                                     "(did you mean n_loops, n_loops_random?)")
+                                     "(did you mean n_loops, n_loops_draw, n_loops_random?)")
     assert not (tmp_path / 'out').exists()
 
 
@@ -675,12 +675,15 @@ def record_training(monkeypatch, tmp_path, *args):
     return calls
 
 
-def test_n_keep_random_and_n_loops_random_draws_reach_the_model(monkeypatch, tmp_path):
+@pytest.mark.parametrize('draw, grown, b_top', [(0, True, 4), (3, True, 4), (6, True, 6), (6, False, 4)])
+def test_n_keep_random_and_n_loops_random_draws_reach_the_model(monkeypatch, tmp_path, draw, grown, b_top):
+    # n_loops_draw takes b past n_loops only once d is full (grown: no curriculum; else d stays below it)
     calls = record_training(monkeypatch, tmp_path, '--max_iters=60', '--n_points=6', '--n_keep=2',
-                            '--n_keep_random=True', '--n_loops=4', '--loss_window=2', '--n_loops_random=True')
+                            '--n_keep_random=True', '--n_loops=4', '--loss_window=2', '--n_loops_random=True',
+                            f'--n_loops_draw={draw}', *([] if grown else ['--dims_start=2', '--dims_interval=99']))
     assert len(calls) == 60
     assert {c['n_keep'] for c in calls} == set(range(2, 7))           # every n in [n_keep, N]
-    assert {c['n_loops'] for c in calls} == set(range(2, 5))          # every b in [loss_window, b]
+    assert {c['n_loops'] for c in calls} == set(range(2, b_top + 1))  # every b in [T, max(b, draw)]
     assert all(c['loss_window'] == 2 for c in calls)
 
 
@@ -835,9 +838,9 @@ def test_a_checkpoint_from_cuda_does_not_bring_its_fused_optimizer():
     model = LoopedGPT(LoopedGPTConfig(n_dims=3, n_points=4, n_layer=1, n_head=2, n_embd=16, mlp_size=32))
     on_cuda = model.configure_optimizers(0.0, 1e-3, (0.9, 0.99), 'cuda')  # fused=True, as saved on a GPU
     ckpt = {'model': model.state_dict(), 'optimizer': on_cuda.state_dict(),
-            'rng': {'torch': torch.get_rng_state(), 'device_type': 'cuda', 'cuda': None}}
+            'iter': 7, 'rng': {'torch': torch.get_rng_state(), 'device_type': 'cuda', 'cuda': None}}
     here = model.configure_optimizers(0.0, 1e-3, (0.9, 0.99), 'cpu')
-    rundir.restore(ckpt, model, here, torch.device('cpu'), {})
+    assert rundir.restore(ckpt, model, here, torch.device('cpu'), {}) == 7
     assert [g['fused'] for g in here.param_groups] == [False, False]
 
 

@@ -396,6 +396,18 @@ def test_damaged_files_under_plot_and_eval(evaluated, tmp_path, name, text):
             assert json.load(f)['checkpoint']['iter'] == 10
 
 
+def test_an_eval_json_with_a_word_for_a_number_is_refused(evaluated, tmp_path):
+    path = os.path.join(evaluated, 'eval.json')
+    with open(path) as f:
+        ev = json.load(f)
+    ev['err_vs_k']['ridge']['mean'][1] = 'low'  # the right length, one value not a number
+    with open(path, 'w') as f:
+        json.dump(ev, f)
+    one_line_error(cli('plot.py', evaluated, f'--out={tmp_path / "fig"}'), path, 'is not 7 numbers')
+    code, out, err = cli('eval_extrapolation.py', evaluated, *EVAL)
+    assert code == 0 and 'computing it again' in out, (code, out, err)
+
+
 # -----------------------------------------------------------------------------
 # flags and files that cannot work: one line, nothing written
 
@@ -406,7 +418,8 @@ def test_damaged_files_under_plot_and_eval(evaluated, tmp_path, name, text):
     (['--run_name=a/../..'], 'plain name'), (['--run_name=/tmp/elsewhere'], 'plain name'),
     (['--learning_rate=1e39'], 'learning_rate'), (['--out_dir='], 'out_dir'),
     (['--lr_schedule=cosine', '--learning_rate=1e-5'], 'min_lr'),
-    (['--inject=none', '--loss_window=1'], 'first loop only')])
+    (['--inject=none', '--loss_window=1'], 'first loop only'), (['--n_loops_draw=-1'], 'n_loops_draw'),
+    (['--inject=none', '--loss_window=2', '--n_loops_random=True', '--n_loops_draw=3'], 'largest b=3')])
 def test_bad_values_are_one_line_errors(tmp_path, monkeypatch, flags, words):
     # --max_iters=5 first: a flag under test wins, and a regression ends soon instead of training
     monkeypatch.chdir(tmp_path)  # an empty --out_dir would write here

@@ -12,6 +12,7 @@ max_iters = 2000
 n_loops = 10             # b_train, as in the experiment
 loss_window = 5          # the last 5 loops carry the gradient (the recipe's; half the step's cost)
 n_loops_random = False   # b = 10 at every step; the grid also draws it
+n_loops_draw = 0         # a draw stays within [5, 10]
 n_keep = 20              # = N: no cut; the sweep sets 15, 10, 8
 # Curricula: d grows 2 -> 5 and N with it (N = 4d, 8 -> 20), one step every 200 steps; b grows 1 -> 10.
 # With all 20 examples from the first step many seeds never leave the zero-predictor plateau. While
