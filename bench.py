@@ -1,16 +1,13 @@
 """
-Speed and peak memory of one training step (train.py's: model.LoopedGPT on data.sample_batch prompts,
-backward, clip, AdamW), at the config's full d, N and b, for any config. Prints one JSON line.
+Speed and peak memory of train.py's training step at the config's full d, N and b. Prints one JSON line.
 
-    python bench.py                                          # the default config (exp5's model, b = T = 10)
+    python bench.py                                          # the default config, b = 10, T = 5
     python bench.py config/laptop.py --steps=50              # any config file or --key=value train.py takes
-    python bench.py --loss_window=5 --compare=True --threads=2   # also the plain baseline, and the ratios
+    python bench.py --compare=True --threads=2               # also the plain baseline, and the ratios
 
 --compare=True also times the plain baseline (explicit (B, nh, L, L) attention, no compile, the same loss
-window: the reference code runs its first b - T loops without a graph too) and checkpoint_loops=True. Peak
-memory: the process's peak RSS on a CPU (the interpreter's too, as `time -v` reports it),
-torch.cuda.max_memory_allocated on CUDA, torch.mps.driver_allocated_memory on MPS. mfu (GPUs of known peak
-only) counts model.flops_per_step.
+window) and checkpoint_loops=True. Peak memory: the process's peak RSS on a CPU, max_memory_allocated on
+CUDA, driver_allocated_memory on MPS. mfu (GPUs of known peak only) counts model.flops_per_step.
 """
 
 import json

@@ -98,18 +98,6 @@ def set_value(config, key, value, source, defaults, choices):
     config[key] = value
 
 
-def run_python_file(path, what='config file'):
-    """The plain names a Python file of assignments defines, run in a namespace of its own."""
-    if not os.path.isfile(path):
-        raise ConfigError(f'{what} {path!r} does not exist')
-    try:
-        namespace = runpy.run_path(path)
-    except BaseException as err:  # SystemExit too: a config file does not end the run
-        raise ConfigError(f'{what} {path!r} does not run: {type(err).__name__}: {err}') from None
-    return {k: v for k, v in namespace.items()
-            if not k.startswith('_') and not callable(v) and type(v).__name__ != 'module'}
-
-
 def parse(argv, defaults, choices=None, usage='', helps=None, files=True):
     """Defaults, then each config file (if files) or --key=value in order; --help prints and exits 0.
     Returns (config, base, stems, positional): base is what the config files alone make of the defaults,
@@ -129,8 +117,16 @@ def parse(argv, defaults, choices=None, usage='', helps=None, files=True):
                 with contextlib.suppress(ValueError, SyntaxError):
                     value = ast.literal_eval(raw)
             set_value(config, key, value, f'--{key}', defaults, choices)
-        elif files:  # a config file: Python that assigns some of the defaults' names
-            for key, value in run_python_file(arg).items():
+        elif files:  # a config file: Python that assigns some of the defaults' names, run on its own
+            if not os.path.isfile(arg):
+                raise ConfigError(f'config file {arg!r} does not exist')
+            try:
+                namespace = runpy.run_path(arg)
+            except BaseException as err:  # SystemExit too: a config file does not end the run
+                raise ConfigError(f'config file {arg!r} does not run: {type(err).__name__}: {err}') from None
+            for key, value in namespace.items():
+                if key.startswith('_') or callable(value) or type(value).__name__ == 'module':
+                    continue  # its imports and helpers
                 set_value(config, key, value, arg, defaults, choices)
                 base[key] = config[key]
             stems.append(os.path.splitext(os.path.basename(arg))[0])

@@ -15,13 +15,6 @@ RELU2NN_HIDDEN = 100     # hidden units of the random two-layer ReLU nets (Garg 
 TREE_DEPTH = 4           # depth of the random decision trees (Garg et al.)
 
 
-def sample_xs(batch_size, n_points, n_dims, n_dims_active, generator, device):
-    """(B, n_points + 1, d) standard normal x's; dimensions past n_dims_active are zero (dims curriculum)."""
-    xs = torch.randn(batch_size, n_points + 1, n_dims, generator=generator, device=device)
-    xs[:, :, n_dims_active:] = 0
-    return xs
-
-
 def sample_ys(task, xs, generator, noise_std=0.0, sparsity=3):
     """Draw one random function of the task per prompt and apply it to every x: (B, P, d) -> (B, P)."""
     B, P, d = xs.shape
@@ -55,9 +48,10 @@ def sample_ys(task, xs, generator, noise_std=0.0, sparsity=3):
 
 def sample_batch(task, batch_size, n_points, n_dims, generator, device='cpu', n_dims_active=None,
                  noise_std=0.0, sparsity=3):
-    """A batch of prompts: xs (B, n_points + 1, d), ys (B, n_points + 1); the last pair is the query."""
-    n_dims_active = n_dims if n_dims_active is None else n_dims_active
-    xs = sample_xs(batch_size, n_points, n_dims, n_dims_active, generator, device)
+    """A batch of prompts: xs (B, n_points + 1, d), ys (B, n_points + 1); the last pair is the query.
+    The x's are standard normal, with the dimensions past n_dims_active zero (the dims curriculum)."""
+    xs = torch.randn(batch_size, n_points + 1, n_dims, generator=generator, device=device)
+    xs[:, :, n_dims if n_dims_active is None else n_dims_active:] = 0
     return xs, sample_ys(task, xs, generator, noise_std, sparsity)
 
 

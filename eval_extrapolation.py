@@ -22,10 +22,10 @@ import numpy as np
 import torch
 
 from configurator import (ConfigError, check_device, exit_on_errors, fail, find_runs, group_runs, parse,
-                          read_defaults, read_json, rename_variants)
+                          read_defaults, rename_variants)
 from data import first_k, least_squares, make_generator, validation_set
 from model import load_model
-from rundir import write_file
+from rundir import read_eval, write_file
 
 # -----------------------------------------------------------------------------
 # defaults
@@ -214,19 +214,7 @@ def reusable(path, identity, settings):
     from before the lens too). A ConfigError if the file is damaged or hand-edited."""
     if not os.path.isfile(path):
         return None
-    result = read_json(path)
-    try:  # every curve as long as its axis, all numbers
-        n_loops, n_k = len(result['err_vs_loops']['mean']), len(result['k'])
-        curves = [(result['err_vs_loops'], n_loops)] + [(result['err_vs_k'][name], n_k)
-                                                        for name in ('model_b_train', *BASELINES)]
-        curves += [(result['lens'][key], n_loops) for key in ('to_ls', 'gd_step') if 'lens' in result]
-        seconds = [result['seconds'][key] for key in ('loop_sweep', 'k_sweep')]
-        if not (isinstance(result['config'], dict) and isinstance(result['b_train'], int)
-                and n_loops >= settings['max_loops'] and all(isinstance(v, (int, float)) for v in seconds)
-                and all(np.asarray(c[s], float).shape == (n,) for c, n in curves for s in ('mean', 'sem'))):
-            raise ValueError
-    except (KeyError, TypeError, ValueError):
-        raise ConfigError(f'{path} does not hold what this script writes') from None
+    result = read_eval(path)
     stale = identity is not None and (result.get('checkpoint') != identity or 'lens' not in result)
     return None if stale or result.get('eval') != settings else dict(result, reused=True)
 

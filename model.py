@@ -12,6 +12,7 @@ optimizer and FLOPs that train.py uses, and loading a trained model.
 """
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -39,25 +40,21 @@ class CausalSelfAttention(nn.Module):
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
-        self.n_head = config.n_head
-        self.dropout = config.dropout
-        self.causal = config.causal
-        self.attention = config.attention
+        self.config = config
 
     def forward(self, x):
         B, L, C = x.shape  # batch, tokens, channels
-        q, k, v = self.c_attn(x).split(C, dim=2)
-        q = q.view(B, L, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, L, hs)
-        k = k.view(B, L, self.n_head, C // self.n_head).transpose(1, 2)
-        v = v.view(B, L, self.n_head, C // self.n_head).transpose(1, 2)
-        dropout = self.dropout if self.training else 0.0
-        if self.attention == 'sdpa':
+        nh, causal = self.config.n_head, self.config.causal
+        # (B, nh, L, hs) each
+        q, k, v = (t.view(B, L, nh, C // nh).transpose(1, 2) for t in self.c_attn(x).split(C, dim=2))
+        dropout = self.config.dropout if self.training else 0.0
+        if self.config.attention == 'sdpa':
             # fused kernel: the (L, L) matrix is never stored, masked blocks are skipped
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=self.causal)
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=causal)
         else:
             # the explicit path, kept as the plain baseline the benchmark compares against
             att = (q @ k.transpose(-2, -1)) / math.sqrt(k.size(-1))  # (B, nh, L, L)
-            if self.causal:
+            if causal:
                 mask = torch.ones(L, L, dtype=torch.bool, device=x.device).tril()
                 att = att.masked_fill(~mask, float('-inf'))
             att = F.dropout(F.softmax(att, dim=-1), dropout, self.training)
@@ -334,7 +331,6 @@ def autocast(device, dtype):
     """(context, dtype name): bf16 autocast on CUDA where supported (auto), fp32 everywhere else unless
     asked. On CPUs fp32 is the default: where the CPU lacks native bf16 matmuls, as on the 2-core machine
     these numbers come from, bf16 autocast runs the matmuls 10-25x slower."""
-    from contextlib import nullcontext
     if dtype == 'auto':  # bf16 where this GPU has it natively (Ampere on), not emulated (slow)
         dtype = 'bfloat16' if device.type == 'cuda' and torch.cuda.get_device_capability(device) >= (8, 0) \
             else 'float32'

@@ -9,11 +9,11 @@ seeds, cut to the range they span; with a single seed, the eval curves show ± s
     python plot.py out/exp5_* --only="select=first" --labels="n_keep=0=full context;n_keep=32=keep 32"
 """
 
-import contextlib
-import csv
 import json
+import math
 import os
 import sys
+import textwrap
 import warnings
 
 import matplotlib
@@ -24,6 +24,7 @@ from matplotlib.ticker import MaxNLocator
 
 from configurator import (ConfigError, exit_on_errors, fail, find_runs, group_runs, parse, read_defaults,
                           read_json, rename_variants, split_list)
+from rundir import read_eval, read_log, write_file
 
 # -----------------------------------------------------------------------------
 # defaults
@@ -51,53 +52,20 @@ def load_run(path):
     if not isinstance(run['config'], dict) or not all(type(run['config'].get(k)) is int
                                                       for k in ('n_dims', 'n_points')):
         raise ConfigError(f'{file} is not the config.json of a run (no n_dims and n_points)')
-    try:
-        file = os.path.join(path, 'log.csv')
-        if os.path.isfile(file):
-            with open(file, newline='') as f:
-                rows = list(csv.DictReader(f))
-            if rows:  # {column: (rows,)}; an empty or missing cell is NaN
-                run['log'] = {col: np.array([float(r[col]) if r.get(col) else np.nan for r in rows])
-                              for col in rows[0]}
-                missing = {'iter', 'train_loss', 'val_err'} - run['log'].keys()  # the columns drawn
-                if missing:
-                    raise ValueError(f'no column {", ".join(sorted(missing))}')
-        file = os.path.join(path, 'eval.json')
-        if os.path.isfile(file):  # every number the figures read, each curve as long as its x axis
-            ev = run['eval'] = read_json(file)
-            n_loops, n_k = len(ev['loops']), len(ev['k'])
-            curves = [(ev['loops'], n_loops), (ev['k'], n_k), (ev['fixed_point'], n_loops)]  # null: NaN
-            stats = [(ev['err_vs_loops'], n_loops)] + [(ev['err_vs_k'][name], n_k) for name in
-                                                       ('model_b_train', 'model_max_loops', *BASELINE_STYLE)]
-            nums = [ev['b_train']] + [ev['eval'][k] for k in ('max_loops', 'seed', 'n_prompts', 'gd_steps')]
-            if 'lens' in ev:  # an eval.json from before the lens has none: the lens figure leaves it out
-                stats += [(ev['lens'][key], n_loops) for key, *_ in LENS_PANELS]
-                curves.append((ev['lens']['linear'], n_loops))
-                nums += [ev['lens']['gd_max_steps'], ev['lens']['tol']]
-            curves += [(c[stat], n) for c, n in stats for stat in ('mean', 'sem')] + [(nums, len(nums))]
-            for values, n in curves:
-                if np.asarray(values, dtype=float).shape != (n,):
-                    raise ValueError(f'{len(values)} values where {n} belong')
-    except (OSError, ValueError, TypeError, KeyError, IndexError, csv.Error) as err:
-        what = 'is malformed' if file.endswith('.csv') else 'does not hold what eval_extrapolation.py writes'
-        raise ConfigError(f'{file} {what} ({type(err).__name__}: {err})') from None
+    file = os.path.join(path, 'log.csv')
+    rows = read_log(file, math.inf)
+    if rows:  # {column: (rows,)}; an empty cell (a column an older log lacks) is NaN
+        run['log'] = {col: np.array([float(r[col] or 'nan') for r in rows]) for col in rows[0]}
+        missing = {'iter', 'train_loss', 'val_err'} - run['log'].keys()  # the columns drawn
+        if missing:
+            raise ConfigError(f'{file} is malformed (no column {", ".join(sorted(missing))})')
+    if os.path.isfile(os.path.join(path, 'eval.json')):
+        run['eval'] = read_eval(os.path.join(path, 'eval.json'))
     step = (run['eval'] or {}).get('checkpoint', {}).get('iter')  # a run extended after its evaluation
     if run['log'] is not None and step is not None and step < run['log']['iter'][-1]:
         print(f'warning: {path}/eval.json is of step {step} and its log runs to step '
               f'{run["log"]["iter"][-1]:.0f}: eval_extrapolation.py {path} brings it up to date')
     return run
-
-
-def wrap(label, width=40):
-    """A long variant label over several lines, broken after its commas, so the legend stays narrow."""
-    lines = ['']
-    for part in (p.strip() for p in label.split(',')):
-        if lines[-1] and len(lines[-1]) + len(part) + 2 > width:
-            lines[-1] += ','
-            lines.append(part)
-        else:
-            lines[-1] = f'{lines[-1]}, {part}' if lines[-1] else part
-    return '\n'.join(lines)
 
 
 # ----- mean and spread over seeds
@@ -169,15 +137,9 @@ def finish(fig, out, name, title):
     handles = {label: h for ax in fig.axes for h, label in zip(*ax.get_legend_handles_labels())}
     fig.legend(handles.values(), handles.keys(), loc='outside right center', fontsize='small', frameon=False)
     fig.suptitle(title, fontsize='medium')
-    for ext in ('svg', 'png'):
+    for ext in ('svg', 'png'):  # through a temporary file: a full disk leaves the previous figure whole
         path = os.path.join(out, f'{name}.{ext}')
-        try:  # through a temporary file: a full disk leaves the previous figure whole
-            fig.savefig(path + '.tmp', format=ext, bbox_inches='tight', dpi=150)
-            os.replace(path + '.tmp', path)
-        except OSError as err:
-            with contextlib.suppress(OSError):
-                os.remove(path + '.tmp')
-            fail(f'cannot write {path}: {err}')
+        write_file(path, lambda f: fig.savefig(f, format=ext, bbox_inches='tight', dpi=150), 'wb')
         print(f'wrote {path}')
     plt.close(fig)
 
@@ -311,7 +273,7 @@ def main(argv):
     except (ConfigError, OSError) as err:
         fail(err)
 
-    variants = [(wrap(label), f'C{i}', [runs[j] for j in idx]) for i, (label, idx) in enumerate(variants)]
+    variants = [('\n'.join(textwrap.wrap(label, 40)), f'C{i}', [runs[j] for j in idx]) for i, (label, idx) in enumerate(variants)]
     has_log, has_eval = (lambda r: r['log'] is not None), (lambda r: r['eval'] is not None)
     eval_json = 'an eval.json (python eval_extrapolation.py RUN ...)'
     lens_json = 'an eval.json with the lens (python eval_extrapolation.py RUN ...)'

@@ -1,7 +1,8 @@
 """
-A run on disk: the directory train.py trains in (config.json, log.csv, ckpt.pt), opened fresh or
-resumed, locked while one process owns it, and written so that no kill or full disk leaves half a file.
-train.py calls it before and after its loop; nothing here touches the training step.
+A run on disk: the directory train.py trains in (config.json, log.csv, ckpt.pt; eval.json), opened fresh
+or resumed, locked while one process owns it, and written so that no kill or full disk leaves half a file.
+train.py calls it before and after its loop; nothing here touches the training step. torch is imported
+only where a checkpoint is read or written, so that plot.py reads logs without it.
 """
 
 import atexit
@@ -12,9 +13,7 @@ import json
 import math
 import os
 
-import torch
-
-from configurator import NOT_IN_NAME, ConfigError, fail
+from configurator import NOT_IN_NAME, ConfigError, fail, read_json
 
 CKPT_VERSION = 2
 # log.csv, a row per evaluation: val_loss and val_err at the final d = n_dims and N = n_points,
@@ -22,6 +21,8 @@ CKPT_VERSION = 2
 # d, N, b: where the curricula stand (the prompts trained on), b also the loops every val_ is taken at
 LOG_COLUMNS = ['iter', 'train_loss', 'val_loss', 'val_err', 'val_err_k2d', 'val_err_now', 'lr',
                'ms_per_step', 'd', 'N', 'b']
+# eval.json's error-vs-k curves: the model at b_train and at max_loops, and the classical algorithms
+EVAL_CURVES = ('model_b_train', 'model_max_loops', 'least_squares', 'ridge', 'knn', 'averaging', 'gd')
 
 
 def write_file(path, write, mode='w'):
@@ -41,6 +42,7 @@ def write_file(path, write, mode='w'):
 
 def save_checkpoint(path, state, kept=None):
     """state into path, written whole or not at all; a failed write's ConfigError names the step kept."""
+    import torch
     try:
         write_file(path, lambda f: torch.save(state, f), 'wb')
     except ConfigError as err:
@@ -50,6 +52,7 @@ def save_checkpoint(path, state, kept=None):
 
 def load_checkpoint(path, map_location='cpu'):
     """Tensors and plain values only (weights_only): a shared checkpoint cannot run code on load."""
+    import torch
     if not os.path.isfile(path):
         raise ConfigError(f'no checkpoint at {path}')
     try:
@@ -79,7 +82,7 @@ def lock(directory):
 
 
 # -----------------------------------------------------------------------------
-# log.csv
+# log.csv and eval.json
 
 def read_log(path, upto):
     """The rows of log.csv up to iteration `upto` (a resumed run logs the later ones again), or None if
@@ -100,7 +103,7 @@ def read_log(path, upto):
                 raise ValueError(f'line {number} is not a row of the log: {",".join(row)[:60]!r}')
         return [dict(zip(header, r)) for r in lines[1:] if int(r[0]) <= upto]
     except (OSError, ValueError, csv.Error) as err:
-        raise ConfigError(f'{path} is malformed ({err}); repair or remove it, then resume') from None
+        raise ConfigError(f'{path} is malformed ({err}); repair or remove it') from None
 
 
 def is_number(text):
@@ -123,13 +126,41 @@ def append_row(path, row):
         fail(f'cannot write {path}: {err}')
 
 
+def read_eval(path):
+    """eval.json as eval_extrapolation.py writes it, each curve as long as its axis and made of numbers
+    (null: NaN), or a ConfigError naming it: a damaged or hand-edited file is never half used."""
+    ev = read_json(path)
+    try:
+        n_loops, n_k = ev['eval']['max_loops'], len(ev['k'])
+        if (ev['loops'] != list(range(1, n_loops + 1)) or ev['k'] != list(range(n_k))
+                or not isinstance(ev['config'], dict) or type(ev['b_train']) is not int):
+            raise ValueError('loops not 1..max_loops, k not 0..N, or no config or whole b_train')
+        stats = [(ev['err_vs_loops'], n_loops)] + [(ev['err_vs_k'][name], n_k) for name in EVAL_CURVES]
+        nums = [*(ev['eval'][k] for k in ('seed', 'n_prompts', 'gd_steps')),
+                *(ev['seconds'][k] for k in ('loop_sweep', 'k_sweep'))]
+        curves = [(ev['fixed_point'], n_loops)]
+        if 'lens' in ev:  # an eval.json from before the lens has none
+            stats += [(ev['lens'][key], n_loops) for key in ('to_ls', 'gd_step', 'affine_err')]
+            curves.append((ev['lens']['linear'], n_loops))
+            nums += [ev['lens']['gd_max_steps'], ev['lens']['tol']]
+        curves += [(s[key], n) for s, n in stats for key in ('mean', 'sem')] + [(nums, len(nums))]
+        for values, n in curves:
+            if not (isinstance(values, list) and len(values) == n
+                    and all(v is None or type(v) in (int, float, bool) for v in values)):
+                raise ValueError(f'{str(values)[:50]} is not {n} numbers')
+    except (TypeError, KeyError, ValueError, AttributeError) as err:
+        raise ConfigError(f'{path} does not hold what eval_extrapolation.py writes '
+                          f'({type(err).__name__}: {err})') from None
+    return ev
+
+
 # -----------------------------------------------------------------------------
 # opening a run: fresh or resumed
 
-def check_writable(directory):
-    """A ConfigError unless the run directory is one, or can be made: its nearest existing ancestor
-    must be a directory this process may write in. Checked before any work, so that a mistyped
-    --out_dir ends in one line, not in a traceback after the model is built."""
+def find_checkpoint(config, directory):
+    """The checkpoint a run continues (None: it starts from scratch), or a ConfigError; writes nothing."""
+    # the run directory must be one, or be makeable (its nearest existing ancestor a directory this process
+    # may write in): a mistyped --out_dir ends in one line, not in a traceback after the model is built
     if os.path.exists(directory) and not os.path.isdir(directory):
         raise ConfigError(f'{directory} exists and is not a directory')
     parent = os.path.abspath(directory)
@@ -139,11 +170,6 @@ def check_writable(directory):
         raise ConfigError(f'cannot make {directory}: {parent} is a file, not a directory')
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ConfigError(f'cannot make or write {directory}: no permission to write in {parent}')
-
-
-def find_checkpoint(config, directory):
-    """The checkpoint a run continues (None: it starts from scratch), or a ConfigError; writes nothing."""
-    check_writable(directory)
     ckpt_path = os.path.join(directory, 'ckpt.pt')
     if config['init_from'] == 'scratch':
         if not config['overwrite'] and os.path.exists(ckpt_path):
@@ -199,6 +225,7 @@ def take(directory, config, ckpt):
 # random states: a resumed run draws what the uninterrupted run would have drawn
 
 def rng_state(device, generators):
+    import torch
     return {'torch': torch.get_rng_state(), 'device_type': device.type,
             'cuda': torch.cuda.get_rng_state(device) if device.type == 'cuda' else None,
             'mps': torch.mps.get_rng_state() if device.type == 'mps' else None,  # dropout's, on Apple GPUs
@@ -208,7 +235,9 @@ def rng_state(device, generators):
 def restore(ckpt, model, optimizer, device, generators):
     """The weights, the optimizer and every random state the run uses, from its checkpoint. AdamW's
     fused kernel stays this device's choice, not the saving one's. A generator saved on another device
-    type cannot be restored: it is re-seeded from (seed, step), and the note says the prompts now differ."""
+    type cannot be restored: it is re-seeded from (seed, step), and the note says the prompts now differ.
+    Returns the step to continue from."""
+    import torch
     model.load_state_dict(ckpt['model'])
     fused = [group['fused'] for group in optimizer.param_groups]
     optimizer.load_state_dict(ckpt['optimizer'])
@@ -227,3 +256,4 @@ def restore(ckpt, model, optimizer, device, generators):
             print(f'note: the {name} generator was saved on {ckpt["rng"]["device_type"]} and this run is on '
                   f'{g.device.type}: it is re-seeded, so the draws from step {ckpt["iter"]} on differ '
                   f'from an uninterrupted run (the weights and optimizer continue exactly)')
+    return ckpt['iter']

@@ -15,9 +15,9 @@ takes its runs along.
 """
 
 import contextlib
-import csv
 import ctypes
 import itertools
+import math
 import os
 import shlex
 import shutil
@@ -32,7 +32,7 @@ from types import SimpleNamespace
 import configurator
 import train
 from configurator import ConfigError
-from rundir import load_checkpoint
+from rundir import load_checkpoint, read_log
 
 # defaults
 out_dir = 'out'          # where the run directories go (train.py's --out_dir)
@@ -130,11 +130,8 @@ def plot_groups(grid, runs, path):
 
 def last_logged(run, key):
     """The value of key in the last row of the run's log.csv, or None."""
-    try:
-        with open(os.path.join(run.directory, 'log.csv'), newline='') as f:
-            return float(list(csv.DictReader(f))[-1][key])
-    except (OSError, csv.Error, IndexError, KeyError, TypeError, ValueError):
-        return None
+    with contextlib.suppress(ConfigError, TypeError, IndexError, KeyError, ValueError):
+        return float(read_log(os.path.join(run.directory, 'log.csv'), math.inf)[-1][key])
 
 
 def run_state(run):

@@ -265,9 +265,7 @@ if __name__ == '__main__':
                   'host': make_generator(c.seed)}                  # per-step n and b: no device sync
     # the truncation draws have a stream of their own, so arms that differ only in select see the very
     # same prompts at every step: seeds are paired
-    start_iter = 0 if ckpt is None else ckpt['iter']
-    if ckpt is not None:
-        rundir.restore(ckpt, model, optimizer, device, generators)
+    start_iter = rundir.restore(ckpt, model, optimizer, device, generators) if ckpt is not None else 0
     step_model = model
     if c.compile:  # each curriculum stage is one shape: one graph each, the loop included
         torch._dynamo.config.cache_size_limit = max(64, c.n_points + 1)
@@ -312,9 +310,9 @@ if __name__ == '__main__':
     print(f'run {directory}\ndevice {device}, {dtype_name}{", compiled" if c.compile else ""}, '
           f'{model.num_params():,} parameters, steps {start_iter}..{c.max_iters}: '
           f'{flops_left[start_iter] / 1e12:.3g} TFLOP', flush=True)
-    hours = flops_left[start_iter] / 50e9 / 3600  # a 2-core CPU in fp32 runs ~50 GFLOP/s (bench.py)
+    hours = flops_left[start_iter] / 75e9 / 3600  # a 2-core CPU in fp32 runs 70-85 GFLOP/s (bench.py)
     if device.type == 'cpu' and hours > 1:  # said now, not after the curricula's cheap first stages
-        print(f'note: that is about {hours:.1f} h for a 2-core CPU at 50 GFLOP/s; '
+        print(f'note: that is about {hours:.1f} h for a 2-core CPU at 75 GFLOP/s; '
               f'config/laptop.py learns the task in minutes', flush=True)
     loss_sum, loss_count = torch.zeros((), device=device), 0
     # a resumed run compares its loss with the run's first, and keeps the checkpoint it resumed from
@@ -365,8 +363,7 @@ if __name__ == '__main__':
         ms_per_step = seconds * 1000 / (done - step_last)
         flop_rate = (flops_left[step_last] - flops_left[done]) / seconds
         b_text = f'{window}..{b_now}' if c.n_loops_random else f'{b_now}'
-        line = f'iter {done}/{c.max_iters}: loss {loss.item():.4f}'
-        line += f' (training at d={d_now} N={N_now} b={b_text})'
+        line = f'iter {done}/{c.max_iters}: loss {loss:.4f} (training at d={d_now} N={N_now} b={b_text})'
         # validate, log a row and save together: a resumed run neither loses nor repeats a row
         if evaluating:
             train_loss = (loss_sum / loss_count).item()
@@ -385,8 +382,8 @@ if __name__ == '__main__':
             save(done)
         # speed and time to go, from the FLOPs done and left: the curricula's growth is counted
         mfu = estimate_mfu(flop_rate, device, dtype_name)
-        line += f'; lr {lr:.2e}, {ms_per_step:.1f} ms/step, {flop_rate / 1e9:.1f} GFLOP/s'
-        line += f' (mfu {100 * mfu:.1f}%)' if mfu else ''
+        line += f'; lr {lr:.2e}, {ms_per_step:.1f} ms/step, {flop_rate / 1e9:.1f} GFLOP/s' + (
+            f' (mfu {100 * mfu:.1f}%)' if mfu else '')
         print(line + f', eta {flops_left[done] / flop_rate / 60:.1f} min', flush=True)
         if stop:
             # the same command, once with --init_from=resume and without --overwrite (a threat to the run)
