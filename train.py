@@ -50,14 +50,15 @@ val_prompts = 1280       # size of the fixed validation set
 val_seed = 1             # the validation set's seed, shared by all runs so they compare on the same prompts
 # curricula: start, + step every interval steps, up to n_dims / n_points / n_loops; start 0 is off;
 # a start above where its curriculum ends is clipped to the end. d and N grow together (N = 4d, to 64
-# at d = 16, d = 20 at step 5,400): short prompts at small d let the model leave the zero-predictor
-# plateau, which at full size it may not leave for thousands of steps
+# at d = 16, d = 20 at step 7,200): short prompts at small d let the model leave the zero-predictor
+# plateau, which at full size it may not leave for thousands of steps (at d + 1 every 300 steps some
+# runs were still on it at d = 6)
 dims_start = 2           # d of the first steps
 dims_step = 1            # d grows by this much ...
-dims_interval = 300      # ... every this many steps
+dims_interval = 400      # ... every this many steps
 points_start = 8         # N of the first steps
 points_step = 4          # N grows by this much ...
-points_interval = 300    # ... every this many steps
+points_interval = 400    # ... every this many steps
 loops_start = 1          # b of the first steps (0: all n_loops from the start)
 loops_step = 1           # b grows by this much ...
 loops_interval = 50      # ... every this many steps
@@ -88,7 +89,7 @@ n_keep_random = False    # draw the number kept uniformly from [n_keep, N] at ev
 # optimizer
 batch_size = 64          # prompts per step
 learning_rate = 3e-3     # peak learning rate of AdamW
-max_iters = 12000        # training steps
+max_iters = 13000        # training steps
 weight_decay = 0.0       # AdamW's, on matrices only
 beta1 = 0.9              # AdamW's
 beta2 = 0.999            # AdamW's
