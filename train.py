@@ -59,6 +59,7 @@ dims_interval = 400      # ... every this many steps
 points_start = 8         # N of the first steps
 points_step = 4          # N grows by this much ...
 points_interval = 400    # ... every this many steps
+curriculum_gate = 0.7    # d and N grow only once the error at the current d and N is below this (0: off)
 loops_start = 1          # b of the first steps (0: all n_loops from the start)
 loops_step = 1           # b grows by this much ...
 loops_interval = 50      # ... every this many steps
@@ -96,7 +97,7 @@ beta2 = 0.999            # AdamW's
 grad_clip = 1.0          # clip the gradient's norm to this (0: no clipping)
 # learning rate schedule
 lr_schedule = 'wsd'      # constant | cosine (down to min_lr at max_iters) | wsd (hold, then cosine down)
-warmup_iters = 200       # linear warmup over this many steps
+warmup_iters = 1000      # linear warmup over this many steps
 decay_iters = 4000       # wsd only: the cosine down to min_lr takes the last this many steps
 min_lr = 5e-5            # where cosine and wsd end
 # system
@@ -267,6 +268,7 @@ if __name__ == '__main__':
     # the truncation draws have a stream of their own, so arms that differ only in select see the very
     # same prompts at every step: seeds are paired
     start_iter = rundir.restore(ckpt, model, optimizer, device, generators) if ckpt is not None else 0
+    held = (ckpt or {}).get('held', 0)  # steps the curriculum gate has held d and N back
     step_model = model
     if c.compile:  # each curriculum stage is one shape: one graph each, the loop included
         torch._dynamo.config.cache_size_limit = max(64, c.n_points + 1)
@@ -286,13 +288,13 @@ if __name__ == '__main__':
     def save(step):  # a failed write ends the run in one line, naming the checkpoint that is kept
         state = {'version': rundir.CKPT_VERSION, 'model': model.state_dict(),
                  'optimizer': optimizer.state_dict(), 'model_args': asdict(model.config), 'config': config,
-                 'iter': step, 'rng': rundir.rng_state(device, generators)}
+                 'iter': step, 'held': held, 'rng': rundir.rng_state(device, generators)}
         rundir.save_checkpoint(ckpt_path, state, kept=saved_iter)
 
-    def stage(it):  # where the curricula stand at step it: active dims, examples per prompt, b's top, and
-        # the loss window: the loops that carry gradient (the rest run graph-free)
-        d = curriculum(c.dims_start, c.n_dims, c.dims_step, c.dims_interval, it)
-        N = curriculum(c.points_start, c.n_points, c.points_step, c.points_interval, it)
+    def stage(it, held=0):  # where the curricula stand at step it: active dims, examples per prompt (both
+        # held back `held` steps by the gate), b's top, and the loss window: the loops that carry gradient
+        d = curriculum(c.dims_start, c.n_dims, c.dims_step, c.dims_interval, it - held)
+        N = curriculum(c.points_start, c.n_points, c.points_step, c.points_interval, it - held)
         b_max = curriculum(c.loops_start, c.n_loops, c.loops_step, c.loops_interval, it)
         if c.n_loops_random and (d, N) == (c.n_dims, c.n_points):  # the task at full size: b past b_train
             b_max = max(b_max, c.n_loops_draw)
@@ -326,7 +328,16 @@ if __name__ == '__main__':
     # -------------------------------------------------------------------------
     # the training loop
     for it in range(start_iter, c.max_iters):
-        d_now, N_now, b_now, window = stage(it)  # short prompts at small d first: off the plateau sooner
+        d_now, N_now, b_now, window = stage(it, held)  # short prompts at small d first
+        d_was, N_was = stage(it - 1, held)[:2]
+        if c.curriculum_gate and it > 0 and d_now > d_was:  # a model still at the zero predictor, given a
+            # larger d, may stay there for good: d waits another interval unless the error is below the gate
+            xs, ys = val_set(d_was, N_was)
+            err = evaluate(model, xs[:256], ys[:256], b_now, d_was, ctx, c.val_seed)[1]
+            if err > c.curriculum_gate:
+                held += c.dims_interval
+                d_now, N_now, b_now, window = stage(it, held)
+                print(f'iter {it}: d stays {d_now} (error {err:.3f} > curriculum_gate)', flush=True)
         # this step's loops: with n_loops_random a draw from [window, b_now], b_now past b_train once the
         # task is full size, so that the fit holds at every b from the window on (a fixed point), not at one
         b = draw(window, b_now) if c.n_loops_random else b_now
