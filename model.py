@@ -314,8 +314,10 @@ class LoopedGPT(nn.Module):
         return batch_size * total
 
 
-# dense peak FLOP/s by (GPU, dtype), from NVIDIA's H100 SXM datasheet; other devices print no MFU
-PEAK_FLOPS = {('H100', 'bfloat16'): 989e12, ('H100', 'float32'): 67e12}
+# dense peak FLOP/s by (GPU, dtype), from NVIDIA's H100 SXM datasheet; the H200 is the same GH100 die with
+# other memory, and spec tables give it the same figures. Other devices print no MFU
+PEAK_FLOPS = {(gpu, dtype): peak for gpu in ('H100', 'H200') for dtype, peak in (('bfloat16', 989e12),
+                                                                                  ('float32', 67e12))}
 
 
 def estimate_mfu(flops_per_s, device, dtype):

@@ -18,7 +18,8 @@ from configurator import NOT_IN_NAME, ConfigError, fail, read_json
 CKPT_VERSION = 2
 # log.csv, a row per evaluation: val_loss and val_err at the final d = n_dims and N = n_points,
 # val_err_k2d there on the first 2d examples only, val_err_now at the curricula's current d and N;
-# d, N, b: where the curricula stand (the prompts trained on), b also the loops every val_ is taken at
+# d, N: where the curricula stand (the prompts trained on); b: the loops every val_ is taken at, the
+# curriculum's b up to b_train
 LOG_COLUMNS = ['iter', 'train_loss', 'val_loss', 'val_err', 'val_err_k2d', 'val_err_now', 'lr',
                'ms_per_step', 'd', 'N', 'b']
 # eval.json's error-vs-k curves: the model at b_train and at max_loops, and the classical algorithms

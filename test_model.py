@@ -401,7 +401,7 @@ def test_cli_runs_and_writes_the_run_directory(tmp_path):
     assert sorted(os.listdir(tmp_path / runs[0])) == ['ckpt.pt', 'config.json', 'lock', 'log.csv']
     log = (tmp_path / runs[0] / 'log.csv').read_text().splitlines()
     assert log[0] == ','.join(LOG_COLUMNS) and len(log) == 3
-    assert 'iter 20/20' in result.stdout and 'least_sq' in result.stdout
+    assert 'iter 20/20' in result.stdout and 'evaluate it with: python eval_extrapolation.py' in result.stdout
 
 
 BAD_FLAGS = [
@@ -490,6 +490,21 @@ def test_a_run_directory_with_a_checkpoint_is_never_overwritten_by_accident(tmp_
     assert (tmp_path / 'r' / 'ckpt.pt').read_bytes() != before
     missing = run_cli(*args, '--init_from=resume', '--run_name=elsewhere')
     assert missing.returncode == 2 and 'no checkpoint' in missing.stderr, report(missing)
+
+
+def test_the_curriculum_gate_holds_d_until_the_error_is_low_and_across_a_resume(tmp_path):
+    grow = [*TINY, '--dims_start=1', '--dims_interval=4', '--log_interval=4', '--eval_interval=4']
+
+    def d_column(out):  # d in each logged row
+        rows = read_rows(next(out.glob('*/log.csv')))
+        return [row[rows[0].index('d')] for row in rows[1:]]
+    free = assert_ok(run_cli(*grow, '--max_iters=20', '--curriculum_gate=0', f'--out_dir={tmp_path}/free'))
+    assert d_column(tmp_path / 'free') == ['1', '2', '3', '3', '3'] and 'd stays' not in free.stdout
+    # no model of a few steps is within 1e-9 of least squares: d waits at 1, and says so
+    held = [*grow, '--curriculum_gate=1e-9', f'--out_dir={tmp_path / "held"}']
+    assert 'd stays 1' in assert_ok(run_cli(*held, '--max_iters=10')).stdout
+    assert_ok(run_cli(*held, '--max_iters=20', '--init_from=resume'))
+    assert d_column(tmp_path / 'held') == ['1'] * 6  # rows at 4, 8, 10, 12-20: held over resume
 
 
 def test_resume_extends_a_run_exactly(tmp_path):
@@ -678,9 +693,10 @@ def record_training(monkeypatch, tmp_path, *args):
 @pytest.mark.parametrize('draw, grown, b_top', [(0, True, 4), (3, True, 4), (6, True, 6), (6, False, 4)])
 def test_n_keep_random_and_n_loops_random_draws_reach_the_model(monkeypatch, tmp_path, draw, grown, b_top):
     # n_loops_draw takes b past n_loops only once d is full (grown: no curriculum; else d stays below it)
+    slow_d = [] if grown else ['--dims_start=2', '--dims_interval=99']
     calls = record_training(monkeypatch, tmp_path, '--max_iters=60', '--n_points=6', '--n_keep=2',
                             '--n_keep_random=True', '--n_loops=4', '--loss_window=2', '--n_loops_random=True',
-                            f'--n_loops_draw={draw}', *([] if grown else ['--dims_start=2', '--dims_interval=99']))
+                            f'--n_loops_draw={draw}', *slow_d)
     assert len(calls) == 60
     assert {c['n_keep'] for c in calls} == set(range(2, 7))           # every n in [n_keep, N]
     assert {c['n_loops'] for c in calls} == set(range(2, b_top + 1))  # every b in [T, max(b, draw)]

@@ -32,7 +32,6 @@ import pytest
 import torch
 
 import configurator
-import data
 import train
 import rundir
 from rundir import load_checkpoint
@@ -419,6 +418,7 @@ def test_an_eval_json_with_a_word_for_a_number_is_refused(evaluated, tmp_path):
     (['--learning_rate=1e39'], 'learning_rate'), (['--out_dir='], 'out_dir'),
     (['--lr_schedule=cosine', '--learning_rate=1e-5'], 'min_lr'),
     (['--inject=none', '--loss_window=1'], 'first loop only'), (['--n_loops_draw=-1'], 'n_loops_draw'),
+    (['--curriculum_gate=-0.5'], 'curriculum_gate'),
     (['--inject=none', '--loss_window=2', '--n_loops_random=True', '--n_loops_draw=3'], 'largest b=3')])
 def test_bad_values_are_one_line_errors(tmp_path, monkeypatch, flags, words):
     # --max_iters=5 first: a flag under test wins, and a regression ends soon instead of training
@@ -549,27 +549,6 @@ def test_validation_says_where_it_is_measured(tmp_path):
     with open(tmp_path / 'r' / 'log.csv') as f:
         header, row = [r.split(',') for r in f.read().splitlines()]
     assert dict(zip(header, row))['d'] == '2' and dict(zip(header, row))['N'] == '4'
-
-
-class Flushes(io.StringIO):
-    """stdout that keeps apart what has been flushed, as a terminal or a pipe would see it."""
-    flushed = ''
-
-    def flush(self):
-        self.flushed = self.getvalue()
-
-
-def test_the_summary_shows_each_k_as_it_goes(tmp_path, monkeypatch):
-    stdout, seen = Flushes(), []
-    real = data.least_squares
-
-    def least_squares(xs, ys):  # once per k, before that k's line: what has the user seen by then?
-        seen.append(stdout.flushed.split('least_sq')[-1].count('\n'))
-        return real(xs, ys)
-    monkeypatch.setattr(data, 'least_squares', least_squares)
-    code, out, err = cli('train.py', *TINY, '--max_iters=5', f'--out_dir={tmp_path}', stdout=stdout)
-    assert code == 0, err
-    assert seen == [1, 2, 3]  # k = 1, 3, 6: each line out before the next k is computed
 
 
 # -----------------------------------------------------------------------------

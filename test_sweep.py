@@ -21,6 +21,7 @@ import re
 import shutil
 import signal
 import subprocess
+import tarfile
 import sys
 import tempfile
 import threading
@@ -432,3 +433,15 @@ def test_a_sweep_killed_by_sigkill_takes_its_runs_along(tmp_path):
         process.kill()
         for pid in processes(None, str(out)):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_the_gpu_grid_script_packs_results_and_the_checkpoints_to_resume(tmp_path):
+    """.ci/gpu_grid stops the sweep at its time limit and packs what the next GPU needs to resume."""
+    env = {**os.environ, 'OUT': str(tmp_path / 'out'), 'RUNS': str(tmp_path / 'runs'), 'MINUTES': '0.25'}
+    result = subprocess.run(['bash', os.path.join(HERE, '.ci', 'gpu_grid'), TINY, '--seeds=1',
+                             '--train_flags=--max_iters=1000000'], env=env, capture_output=True, text=True,
+                            timeout=150)
+    with tarfile.open(tmp_path / 'out' / 'results.tar.gz') as archive:
+        names = sorted(os.path.basename(name) for name in archive.getnames())
+    assert names == ['ckpt.pt', 'ckpt.pt', 'config.json', 'config.json', 'log.csv', 'log.csv'], (
+        result.returncode, result.stdout, result.stderr)

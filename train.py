@@ -27,7 +27,7 @@ import torch
 import rundir
 from configurator import (ConfigError, check_device, exit_on_errors, fail, parse, read_defaults, run_dir,
                           shell_command)
-from data import TASKS, curriculum, first_k, least_squares, make_generator, sample_batch, validation_set
+from data import TASKS, curriculum, first_k, make_generator, sample_batch, validation_set
 from model import (ATTENTIONS, INJECTS, LOSS_ONS, POS_EMBS, SCHEDULES, SELECTS, LoopedGPT, LoopedGPTConfig,
                    autocast, estimate_mfu)
 
@@ -126,7 +126,7 @@ def check_config(c):
                 'val_prompts', 'eval_interval', 'log_interval'):
         need(c[key] >= 1, key, 'must be at least 1')
     for key in ('max_iters', 'warmup_iters', 'decay_iters', 'grad_clip', 'weight_decay', 'noise_std',
-                'n_loops_draw'):
+                'n_loops_draw', 'curriculum_gate'):
         need(c[key] >= 0, key, 'must be at least 0')
     for key in ('dropout', 'beta1', 'beta2'):
         need(0 <= c[key] < 1, key, 'must be in [0, 1)')
@@ -205,7 +205,7 @@ def evaluate(model, xs, ys, n_loops, n_dims_active, ctx, seed, chunk=256):
 
 def validate(model, c, val_set, ctx, d_now, N_now, b_now, train_loss, first_loss):
     """The log's errors ({column: value}), their text for the progress line, and why the run looks
-    diverged ('' if it does not). Errors at the final d and N at the curricula's b; at k = 2d examples
+    diverged ('' if it does not). Errors at the final d and N at b_now; at k = 2d examples
     (least squares is exact there); and at the curricula's current d and N, the prompts trained on."""
     val_loss, val_err = evaluate(model, *val_set(c.n_dims, c.n_points), b_now, c.n_dims, ctx, c.val_seed)
     k2d = min(2 * c.n_dims, c.n_points)
@@ -226,19 +226,6 @@ def validate(model, c, val_set, ctx, d_now, N_now, b_now, train_loss, first_loss
     text += f' (b={b_now})' + (f' -- warning: {diverged}' if diverged else '')
     errs = {'val_loss': val_loss, 'val_err': val_err, 'val_err_k2d': err_k2d, 'val_err_now': err_now}
     return errs, text, diverged
-
-
-def summary(model, c, xs, ys, ctx):
-    """The trained model's query error next to least squares and the zero predictor, at a few k."""
-    print(f'query error (squared error / d) on {xs.size(0)} validation prompts at d={c.n_dims}, '
-          f'N={c.n_points}, b={c.n_loops}, by the number k of examples the model sees:\n'
-          f'{"k":>5} {"model":>10} {"least_sq":>10} {"zero":>10}', flush=True)
-    for k in sorted({max(1, c.n_dims // 2), c.n_dims, 2 * c.n_dims, c.n_points} & set(range(c.n_points + 1))):
-        xs_k, ys_k = first_k(xs, ys, k)
-        _, model_err = evaluate(model, xs_k, ys_k, c.n_loops, c.n_dims, ctx, c.val_seed)
-        ls_err = ((least_squares(xs_k, ys_k) - ys_k[:, -1]) ** 2).mean().item() / c.n_dims
-        zero_err = (ys_k[:, -1] ** 2).mean().item() / c.n_dims
-        print(f'{k:>5} {model_err:>10.4f} {ls_err:>10.4f} {zero_err:>10.4f}', flush=True)
 
 
 def open_run(argv):
@@ -380,10 +367,11 @@ if __name__ == '__main__':
         if evaluating:
             train_loss = (loss_sum / loss_count).item()
             first_loss = first_loss or train_loss
-            errs, text, diverged = validate(model, c, val_set, ctx, d_now, N_now, b_now, train_loss,
+            b_val = min(b_now, c.n_loops)  # the curriculum's b, up to b_train (the draw goes past it)
+            errs, text, diverged = validate(model, c, val_set, ctx, d_now, N_now, b_val, train_loss,
                                             first_loss)
             row = {'iter': done, 'train_loss': train_loss, **errs, 'lr': lr, 'ms_per_step': ms_per_step,
-                   'd': d_now, 'N': N_now, 'b': b_now}
+                   'd': d_now, 'N': N_now, 'b': b_val}
             rundir.append_row(log_path, [f'{row[k]:.6g}' if isinstance(row[k], float) else row[k]
                                          for k in rundir.LOG_COLUMNS])
             save(done)
@@ -405,7 +393,7 @@ if __name__ == '__main__':
             sys.exit(128 + stop[0])  # 130 after Ctrl-C, as a shell reports it
         t_last, step_last = time.time(), done
 
-    summary(model, c, *val_set(c.n_dims, c.n_points), ctx)
+    print(f'evaluate it with: {shell_command("eval_extrapolation.py", [directory])}', flush=True)
     if diverged:
         print(f'warning: this run ended diverged: {diverged}. Its checkpoint is of little use; '
               f'try a lower --learning_rate or --grad_clip', file=sys.stderr, flush=True)

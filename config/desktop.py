@@ -12,6 +12,7 @@ loss_window = 5
 n_loops_random = True
 # Curricula: d grows 2 -> 10 and N with it (N = 4d, 8 -> 40), one step every 200 steps, so the full
 # size arrives at step 1600; b grows 1 -> 16 (every 50 steps).
+curriculum_gate = 0.0    # d grows on the clock alone (its results were made so)
 dims_start = 2
 dims_interval = 200
 points_start = 8

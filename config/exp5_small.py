@@ -18,6 +18,7 @@ n_keep = 20              # = N: no cut; the sweep sets 15, 10, 8
 # With all 20 examples from the first step many seeds never leave the zero-predictor plateau. While
 # the prompt holds no more than n_keep examples nothing is cut: the cut is n of 20 from step 600 on
 # (n = 15: from step 400, of 16), 70% of the training.
+curriculum_gate = 0.0    # d grows on the clock alone (its results were made so)
 dims_start = 2
 dims_interval = 200
 points_start = 8

@@ -15,6 +15,7 @@ n_loops_random = True
 # 1 -> 16 (every 50 steps). At d = 5, N = 20 from the start the model sits on the zero-predictor
 # plateau for 1000 steps or more, and at lr 3e-3 often for good; short prompts give a stronger
 # signal, so N = 4d from the start lets every seed leave it, and d = 5 is reached by step 600.
+curriculum_gate = 0.0    # d grows on the clock alone (its results were made so)
 dims_start = 2
 dims_interval = 200
 points_start = 8

@@ -10,6 +10,7 @@ max_iters = 50000
 n_loops = 10
 loss_window = 0          # all 10 loops carry gradient
 n_loops_random = False   # every step runs b = 10
+curriculum_gate = 0.0    # d grows on the clock alone, as in the write-ups
 dims_start = 5
 dims_step = 1
 dims_interval = 2000
