@@ -25,7 +25,7 @@ from configurator import (ConfigError, check_device, exit_on_errors, fail, find_
                           read_defaults, rename_variants)
 from data import first_k, least_squares, make_generator, validation_set
 from model import load_model
-from rundir import read_eval, write_file
+from rundir import EVAL_CURVES, read_eval, write_file
 
 # -----------------------------------------------------------------------------
 # defaults
@@ -41,7 +41,7 @@ labels = ''              # rename the summary's variants: old=new, split at ; or
 # end of defaults
 # -----------------------------------------------------------------------------
 DEFAULTS, HELPS = read_defaults(__file__, '# defaults', '# end of defaults')
-BASELINES = ('least_squares', 'ridge', 'knn', 'averaging', 'gd')
+BASELINES = EVAL_CURVES[2:]  # the classical algorithms, after the model's two curves
 
 
 def baselines(xs, ys, gd_steps=10):
