@@ -87,8 +87,7 @@ class Block(nn.Module):
 
     def forward(self, x):
         x = x + self.attn(self.ln_1(x))
-        x = x + self.mlp(self.ln_2(x))
-        return x
+        return x + self.mlp(self.ln_2(x))
 
 
 @dataclass
@@ -119,22 +118,11 @@ class LoopedGPTConfig:
         return 2 * self.n_points + 1
 
 
-def sinusoidal_encoding(n_positions, n_embd):
-    """PE[p, 2i] = sin(p / 10000^(2i/C)), PE[p, 2i+1] = cos(p / 10000^(2i/C))."""
-    position = torch.arange(n_positions, dtype=torch.float32).unsqueeze(1)  # (P, 1)
-    frequency = torch.exp(torch.arange(0, n_embd, 2, dtype=torch.float32) * (-math.log(10000.0) / n_embd))
-    pe = torch.zeros(n_positions, n_embd)
-    pe[:, 0::2] = torch.sin(position * frequency)
-    pe[:, 1::2] = torch.cos(position * frequency)[:, : n_embd // 2]
-    return pe
-
-
 def interleave(xs, ys):
     """Prompt tokens x_1, [y_1,0..0], ..., x_k, [y_k,0..0], x_{k+1}: (B, k+1, d), (B, k+1) -> (B, 2k+1, d).
     The query's y (ys[:, -1]) is the target and never enters the prompt."""
     B, P, d = xs.shape
-    ys_wide = torch.zeros_like(xs)
-    ys_wide[:, :, 0] = ys
+    ys_wide = F.pad(ys.unsqueeze(-1), (0, d - 1))  # (B, P, d): y, then d - 1 zeros
     return torch.stack((xs, ys_wide), dim=2).view(B, 2 * P, d)[:, :-1]
 
 
@@ -150,7 +138,11 @@ class LoopedGPT(nn.Module):
         elif config.pos_emb == 'type':
             self.wpe = nn.Embedding(2, C)  # one vector for x tokens, one for y tokens
         elif config.pos_emb == 'sinusoidal':
-            self.register_buffer('wpe', sinusoidal_encoding(config.block_size, C), persistent=False)
+            # PE[p, 2i] = sin(p / 10000^(2i/C)), PE[p, 2i+1] = cos(p / 10000^(2i/C))
+            angle = torch.arange(config.block_size).unsqueeze(1) * torch.exp(
+                torch.arange(0, C, 2) * (-math.log(10000.0) / C))  # (P, C/2)
+            pe = torch.stack((angle.sin(), angle.cos()), dim=2).flatten(1)[:, :C]  # sin and cos alternate
+            self.register_buffer('wpe', pe, persistent=False)
         if config.inject == 'concat':
             self.inject_proj = nn.Linear(2 * C, C)
         elif config.inject == 'gated':
@@ -160,7 +152,11 @@ class LoopedGPT(nn.Module):
         self.ln_f = nn.LayerNorm(C, bias=config.bias)
         self.read_out = nn.Linear(C, 1)
 
-        self.apply(self._init_weights)
+        for module in self.modules():  # GPT-2's init: weights N(0, 0.02), biases 0
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
         # read_in and read_out keep PyTorch's default init, as in Garg et al.'s and Yang et al.'s code: at
         # std 0.02 the injected prompt would be ~20x smaller than the normalised state it is added to
         self.read_in.reset_parameters()
@@ -168,14 +164,6 @@ class LoopedGPT(nn.Module):
         for name, p in self.named_parameters():  # GPT-2: scale the residual projections by depth
             if name.endswith('c_proj.weight'):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
-
-    def _init_weights(self, module):
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
     def num_params(self):
         return sum(p.numel() for p in self.parameters())
@@ -189,8 +177,7 @@ class LoopedGPT(nn.Module):
         e = self.read_in(tokens)
         if self.config.pos_emb in ('learned', 'sinusoidal'):
             assert L <= self.config.block_size, f'prompt of {L} tokens, context is {self.config.block_size}'
-            pe = self.wpe[:L] if self.config.pos_emb == 'sinusoidal' else self.wpe.weight[:L]
-            e = e + pe
+            e = e + (self.wpe[:L] if self.config.pos_emb == 'sinusoidal' else self.wpe.weight[:L])
         elif self.config.pos_emb == 'type':
             e = e + self.wpe.weight[torch.arange(L, device=e.device) % 2]
         return self.drop(e)
@@ -283,10 +270,8 @@ class LoopedGPT(nn.Module):
                 h = self.one_loop(h, e)
             pred = self.read_out(h[:, 0::2]).squeeze(-1)  # (B, n_t + 1), read out at the x tokens only
             preds.append(pred)
-            if c.loss_on == 'query':
-                losses.append(F.mse_loss(pred[:, -1], targets[:, -1]))
-            else:
-                losses.append(F.mse_loss(pred, targets))
+            on = slice(-1, None) if c.loss_on == 'query' else slice(None)  # the query's column, or all
+            losses.append(F.mse_loss(pred[:, on], targets[:, on]))
         return preds, torch.stack(losses).mean()
 
     # --- training helpers ----------------------------------------------------
