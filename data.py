@@ -25,9 +25,7 @@ def sample_ys(task, xs, generator, noise_std=0.0, sparsity=3):
             order = torch.rand(B, d, generator=generator, device=xs.device).argsort(dim=1)
             w = w * (order < sparsity).unsqueeze(-1)
         ys = (xs @ w).squeeze(-1)
-        if task == 'noisy_linear':
-            ys = ys + noise_std * randn(B, P)
-        return ys
+        return ys + noise_std * randn(B, P) if task == 'noisy_linear' else ys
     if task == 'quadratic':
         return ((xs ** 2) @ randn(B, d, 1)).squeeze(-1) / math.sqrt(3)  # unit variance per coordinate
     if task == 'relu2nn':
@@ -67,9 +65,7 @@ def make_generator(seed, device='cpu'):
     device = torch.device(device)
     if device.type != 'cpu' and device.index is None:  # a generator on 'mps' or 'cuda' wants the index
         device = torch.device(device.type, 0)
-    g = torch.Generator(device=device)
-    g.manual_seed(seed)
-    return g
+    return torch.Generator(device=device).manual_seed(seed)
 
 
 def validation_set(task, n_prompts, n_points, n_dims, seed, device='cpu', noise_std=0.0, sparsity=3,
