@@ -121,10 +121,7 @@ def main(argv):
     ours = [a for a in argv if a.startswith('--') and a[2:].partition('=')[0] in BENCH_DEFAULTS]
     train_args = [a for a in argv if a not in ours]
     try:
-        opts, _, _, _ = parse(ours, BENCH_DEFAULTS)
-        for key, low in (('warmup', 0), ('steps', 1), ('threads', 0)):
-            if opts[key] < low:
-                raise ConfigError(f'--{key}={opts[key]}: must be at least {low}')
+        opts, _, _, _ = parse(ours, BENCH_DEFAULTS, lowest={'warmup': 0, 'steps': 1, 'threads': 0})
         config, _, stems, _ = parse(train_args, train.DEFAULTS, train.CHOICES)
         train.check_config(config)
     except ConfigError as err:

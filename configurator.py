@@ -98,10 +98,10 @@ def set_value(config, key, value, source, defaults, choices):
     config[key] = value
 
 
-def parse(argv, defaults, choices=None, usage='', helps=None, files=True):
-    """Defaults, then each config file (if files) or --key=value in order; --help prints and exits 0.
-    Returns (config, base, stems, positional): base is what the config files alone make of the defaults,
-    stems their names, positional the other arguments (run directories, for the scripts that take them)."""
+def parse(argv, defaults, choices=None, usage='', helps=None, files=True, lowest=None):
+    """Defaults, then each config file (if files) or --key=value in order, each key in lowest at least its
+    value there; --help prints and exits 0. Returns (config, base, stems, positional): base is what the config
+    files alone make of the defaults, stems their names, positional the other arguments (run directories)."""
     choices = choices or {}
     if '--help' in argv or '-h' in argv:
         print(help_text(usage, defaults, helps or {}, choices))
@@ -132,6 +132,9 @@ def parse(argv, defaults, choices=None, usage='', helps=None, files=True):
             stems.append(os.path.splitext(os.path.basename(arg))[0])
         else:
             positional.append(arg)
+    for key, low in (lowest or {}).items():
+        if config[key] < low:
+            raise ConfigError(f'--{key}={config[key]}: must be at least {low}')
     return config, base, stems, positional
 
 
@@ -139,8 +142,7 @@ def parse(argv, defaults, choices=None, usage='', helps=None, files=True):
 # the device (torch is imported here, not at load time)
 
 def check_device(name):
-    """The torch.device a --device value names (auto: cuda, then mps, then cpu), or a ConfigError if it
-    is malformed or not here."""
+    """The torch.device a --device value names (auto: cuda, then mps, then cpu), or a ConfigError."""
     import torch
     available = {'cpu': True, 'cuda': torch.cuda.is_available(), 'mps': torch.backends.mps.is_available()}
     if name == 'auto':
@@ -186,9 +188,7 @@ def shell_command(script, args):
 
 
 def find_runs(patterns, need):
-    """Run directories named or matched by the patterns that hold the file `need` (or one of the files in a
-    tuple of names), in order, no repeats."""
-    need = (need,) if isinstance(need, str) else need
+    """Run directories named or matched by the patterns that hold one of the files `need`, in order, once."""
     runs = []
     for pattern in patterns:
         matches = [p for p in sorted(glob.glob(pattern)) if os.path.isdir(p)]

@@ -247,12 +247,10 @@ def print_summary(results, variants):
 
 def main(argv):
     try:
-        opts, _, _, patterns = parse(argv, DEFAULTS, usage=__doc__, helps=HELPS, files=False)
+        opts, _, _, patterns = parse(argv, DEFAULTS, usage=__doc__, helps=HELPS, files=False,
+                                     lowest={'max_loops': 1, 'n_prompts': 2, 'gd_steps': 0})
         if not patterns:
             raise ConfigError('name the run directories: python eval_extrapolation.py out/RUN [out/RUN ...]')
-        for key, low in (('max_loops', 1), ('n_prompts', 2), ('gd_steps', 0)):
-            if opts[key] < low:
-                raise ConfigError(f'--{key}={opts[key]}: must be at least {low}')
         if not 0 <= opts['seed'] < 2 ** 32:
             raise ConfigError(f'--seed={opts["seed"]}: must be in 0..2**32 - 1')
         if opts['k_prompts'] < 0 or opts['k_prompts'] == 1:

@@ -267,7 +267,7 @@ def main(argv):
         opts, _, _, patterns = parse(argv, DEFAULTS, usage=__doc__, helps=HELPS, files=False)
         if not patterns:
             raise ConfigError('name the run directories: python plot.py out/RUN [out/RUN ...] --out=figures/')
-        runs = [load_run(p) for p in find_runs(patterns, 'config.json')]
+        runs = [load_run(p) for p in find_runs(patterns, ['config.json'])]
         runs, variants = select_variants(runs, split_list(opts['only']), opts['labels'])
         os.makedirs(opts['out'], exist_ok=True)  # a file there: one error line
     except (ConfigError, OSError) as err:

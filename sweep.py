@@ -345,11 +345,9 @@ def print_plan(grid, runs, states, n_variants, where, plots, opts):
 def main(argv):
     try:
         opts, _, _, positional = configurator.parse(argv, DEFAULTS, {'cluster': ('none', 'slurm', 'local')},
-                                                    usage=__doc__, helps=HELPS, files=False)
+                                                    usage=__doc__, helps=HELPS, files=False, lowest=LOWEST)
         if len(positional) != 1:
             raise ConfigError('name one grid file: python sweep.py config/exp5_grid.py (--help: flags)')
-        for key in [k for k, low in LOWEST.items() if opts[k] < low][:1]:
-            raise ConfigError(f'--{key}={opts[key]}: must be at least {LOWEST[key]}')
         try:  # the flags that hold lists
             opts.update(seeds=[int(s) for s in opts['seeds'].split(',') if s], train_flags=shlex.split(
                 opts['train_flags']), eval_flags=shlex.split(opts['eval_flags']))

@@ -428,6 +428,16 @@ def test_bad_values_are_one_line_errors(tmp_path, monkeypatch, flags, words):
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.parametrize('script,flag', [('sweep.py', '--max_parallel=0'), ('bench.py', '--steps=0'),
+                                         ('eval_extrapolation.py', '--n_prompts=1')])
+def test_a_flag_below_its_lowest_value_is_refused(tmp_path, monkeypatch, script, flag):
+    # each script hands configurator.parse its own lowest values
+    monkeypatch.chdir(tmp_path)
+    args = {'sweep.py': [os.path.join(HERE, 'config/exp5_grid.py')], 'eval_extrapolation.py': [str(tmp_path)]}
+    one_line_error(cli(script, *args.get(script, []), flag), flag, 'must be at least')
+    assert os.listdir(tmp_path) == []
+
+
 def test_flags_a_schedule_never_reads_are_not_checked(tmp_path):
     # min_lr is where cosine and wsd end: the constant schedule takes a learning rate below it
     code, _, err = cli('train.py', *TINY, '--max_iters=5', f'--out_dir={tmp_path}', '--learning_rate=1e-5')
