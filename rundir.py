@@ -61,25 +61,10 @@ def load_checkpoint(path, map_location='cpu'):
     except Exception as err:
         first = (str(err).splitlines() or [''])[0][:200]
         raise ConfigError(f'{path} is not a readable checkpoint ({type(err).__name__}: {first})') from None
-    if not isinstance(ckpt, dict) or ckpt.get('version') != CKPT_VERSION:
-        version = ckpt.get('version') if isinstance(ckpt, dict) else None
-        raise ConfigError(f'{path} is a checkpoint of version {version}, this code reads version '
-                          f'{CKPT_VERSION}')
+    version = ckpt.get('version') if isinstance(ckpt, dict) else None
+    if version != CKPT_VERSION:
+        raise ConfigError(f'{path} is a checkpoint of version {version}; this code reads {CKPT_VERSION}')
     return ckpt
-
-
-def lock(directory):
-    """Own the run directory for the life of this process: an exclusive flock on directory/lock, which
-    the kernel drops when the process ends, however it ends (SIGKILL included). Returns the open file;
-    closing it releases the lock. The empty file stays: removing it would race with the next owner."""
-    f = open(os.path.join(directory, 'lock'), 'a')
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.close()
-        raise ConfigError(f'{directory} is in use by another process (it holds {directory}/lock)') from None
-    atexit.register(f.close)  # at the end of a script run in-process too (as the tests run train.py)
-    return f
 
 
 # -----------------------------------------------------------------------------
@@ -188,8 +173,7 @@ def find_checkpoint(config, directory):
     changed = [k for k in config
                if (k not in NOT_IN_NAME or k == 'seed') and ckpt['config'].get(k) != config[k]]
     if changed:
-        was = ', '.join(f'--{k}={config[k]!r} (trained with {ckpt["config"].get(k)!r})'
-                        for k in changed)
+        was = ', '.join(f'--{k}={config[k]!r} (trained with {ckpt["config"].get(k)!r})' for k in changed)
         raise ConfigError(f'--init_from=resume: {ckpt_path} is another run: {was}; drop those flags or '
                           f'make them match')
     if ckpt['iter'] >= config['max_iters']:
@@ -202,7 +186,16 @@ def find_checkpoint(config, directory):
 def take(directory, config, ckpt):
     """Make and lock the run directory, write config.json and the log kept so far: (lock, log rows)."""
     os.makedirs(directory, exist_ok=True)
-    held = lock(directory)
+    # own it for the life of this process: an exclusive flock on directory/lock, which the kernel drops when
+    # the process ends, however it ends (SIGKILL included); closing the file releases it. The empty file
+    # stays: removing it would race with the next owner
+    held = open(os.path.join(directory, 'lock'), 'a')
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        held.close()
+        raise ConfigError(f'{directory} is in use by another process (it holds {directory}/lock)') from None
+    atexit.register(held.close)  # at the end of a script run in-process too (as the tests run train.py)
     ckpt_path, log_path = os.path.join(directory, 'ckpt.pt'), os.path.join(directory, 'log.csv')
     start = ckpt['iter'] if ckpt is not None else 0
     if ckpt is not None and load_checkpoint(ckpt_path)['iter'] != start:
