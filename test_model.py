@@ -419,6 +419,8 @@ BAD_FLAGS = [
     (['--n_dims=0'], 'n_dims'),
     (['--n_points=0'], 'n_points'),
     (['--points_start=-1'], 'points_start'),
+    (['--dims_interval=0'], 'dims_interval'),             # a curriculum's step and interval: at least 1
+    (['--loops_step=0'], 'loops_step'),
     (['--n_keep_random=True'], 'n_keep_random'),          # without n_keep
     (['config/nonexistent.py'], 'nonexistent'),
     (['--n_loops'], 'n_loops'),                           # no value

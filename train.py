@@ -123,7 +123,8 @@ def check_config(c):
         if not ok:
             raise ConfigError(f'--{key}={c[key]!r}: {what}')
     for key in ('n_dims', 'n_points', 'n_layer', 'n_head', 'n_embd', 'mlp_size', 'n_loops', 'batch_size',
-                'val_prompts', 'eval_interval', 'log_interval'):
+                'val_prompts', 'eval_interval', 'log_interval', 'dims_step', 'dims_interval', 'points_step',
+                'points_interval', 'loops_step', 'loops_interval'):
         need(c[key] >= 1, key, 'must be at least 1')
     for key in ('max_iters', 'warmup_iters', 'decay_iters', 'grad_clip', 'weight_decay', 'noise_std',
                 'n_loops_draw', 'curriculum_gate'):
@@ -154,8 +155,6 @@ def check_config(c):
     for name, end in (('dims', 'n_dims'), ('points', 'n_points'), ('loops', 'n_loops')):
         need(c[f'{name}_start'] >= 0, f'{name}_start', 'must be at least 0 (0: no curriculum)')
         c[f'{name}_start'] = min(c[f'{name}_start'], c[end])
-        need(c[f'{name}_step'] >= 1, f'{name}_step', 'must be at least 1')
-        need(c[f'{name}_interval'] >= 1, f'{name}_interval', 'must be at least 1')
     device = check_device(c['device'])
     if c['dtype'] == 'bfloat16':
         need(device.type != 'mps', 'dtype', 'bfloat16 autocast is not supported on MPS')
