@@ -211,9 +211,8 @@ class LoopedGPT(nn.Module):
         return n_keep
 
     def select(self, n_now, n, scores):
-        """Which n of the n_now examples in hand to keep: (B, n) indices into them.
-        scores (B, n_now): one random number per example, drawn before the loop (random and shuffle
-        keep the n highest), so the loop itself draws nothing and compiles to one graph."""
+        """Which n of the n_now examples in hand to keep: (B, n) indices into them. random and shuffle keep
+        the n highest scores (B, n_now), drawn before the loop: the loop draws nothing, one graph compiles."""
         mode, B = self.config.select, scores.size(0)
         if mode == 'first':
             return torch.arange(n, device=scores.device).expand(B, n)
@@ -223,20 +222,17 @@ class LoopedGPT(nn.Module):
         return chosen if mode == 'shuffle' else chosen.sort(dim=1).values
 
     def forward(self, xs, ys, n_loops=None, loss_window=None, n_keep=None, scores=None):
-        """
-        xs: (B, k+1, d) the k examples' x and the query's; ys: (B, k+1) their y (the query's is the target).
+        """xs: (B, k+1, d) the k examples' x and the query's; ys: (B, k+1) their y (the query's: the target).
         scores: (B, k) uniform random numbers, one per example, for select = random | shuffle.
         Runs n_loops loops; the last loss_window are read out and carry gradient.
         Returns (preds, loss): preds is a list of loss_window tensors (B, n_t + 1), the prediction at every
         x token still in the prompt after loop t (the query's last); loss is the mean over those loops of
-        the squared error against the matching y (all positions, or the query only).
-        """
+        the squared error against the matching y (all positions, or the query only)."""
         c = self.config
         n_loops = c.n_loops if n_loops is None else n_loops
         loss_window = min((c.loss_window if loss_window is None else loss_window) or n_loops, n_loops)
         n_keep = c.n_keep if n_keep is None else n_keep
-        B, P, _ = xs.shape
-        n_examples = P - 1
+        B, n_examples = xs.size(0), xs.size(1) - 1
         if scores is None:
             assert c.select in ('first', 'last') or not 0 < n_keep < n_examples, \
                 f'select={c.select} needs scores'
@@ -315,9 +311,8 @@ def estimate_mfu(flops_per_s, device, dtype):
 
 
 def autocast(device, dtype):
-    """(context, dtype name): bf16 autocast on CUDA where supported (auto), fp32 everywhere else unless
-    asked. On CPUs fp32 is the default: where the CPU lacks native bf16 matmuls, as on the 2-core machine
-    these numbers come from, bf16 autocast runs the matmuls 10-25x slower."""
+    """(context, dtype name): bf16 autocast on CUDA where supported (auto), fp32 everywhere else unless asked:
+    on a CPU without native bf16 matmuls, as the 2-core one these timings are from, bf16 is 10-25x slower."""
     if dtype == 'auto':  # bf16 where this GPU has it natively (Ampere on), not emulated (slow)
         dtype = 'bfloat16' if device.type == 'cuda' and torch.cuda.get_device_capability(device) >= (8, 0) \
             else 'float32'
