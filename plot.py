@@ -80,8 +80,7 @@ def mean_std(y):
 
 def band(mean, spread, y=None):
     """The band's edges: mean ± spread, cut to the range the runs y (runs, n) span, so that seeds split
-    between solving the task and not do not draw a band down to zero on a log axis; never below
-    mean / 1000."""
+    between solving the task and not draw no band down to zero on a log axis; never below mean / 1000."""
     low, high = mean - spread, mean + spread
     if y is not None and len(y) > 1:
         with warnings.catch_warnings():
@@ -181,8 +180,7 @@ def plot_extrapolation(variants, out, name):
     label_axes(ax_fp, 'inference loops b', '||h_b - h_(b-1)|| / ||h_b||',
                'relative change of the hidden state (fixed point: → 0)', fp_means, floor=0)
     ax.plot([], [], color='0.4', ls=':', label='b_train (dotted, in the variant\'s colour)')
-    finish(fig, out, name,
-           'Extrapolation: the same trained model run for more loops than it was trained with')
+    finish(fig, out, name, 'Extrapolation: the same trained model run for more loops than in training')
 
 
 def plot_error_vs_examples(variants, out, name):
