@@ -115,8 +115,7 @@ def bench(c, warmup, steps, lockstep=False):
 def main(argv):
     if '--help' in argv or '-h' in argv:
         print(help_text(__doc__, BENCH_DEFAULTS, BENCH_HELPS))
-        print('\n' + help_text("train.py's flags, which set the config to time:", train.DEFAULTS,
-                                train.HELPS))
+        print('\n' + help_text("train.py's flags, which set the config timed:", train.DEFAULTS, train.HELPS))
         sys.exit(0)
     ours = [a for a in argv if a.startswith('--') and a[2:].partition('=')[0] in BENCH_DEFAULTS]
     train_args = [a for a in argv if a not in ours]

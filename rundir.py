@@ -174,8 +174,7 @@ def find_checkpoint(config, directory):
                if (k not in NOT_IN_NAME or k == 'seed') and ckpt['config'].get(k) != config[k]]
     if changed:
         was = ', '.join(f'--{k}={config[k]!r} (trained with {ckpt["config"].get(k)!r})' for k in changed)
-        raise ConfigError(f'--init_from=resume: {ckpt_path} is another run: {was}; drop those flags or '
-                          f'make them match')
+        raise ConfigError(f'--init_from=resume: {ckpt_path} is another run: {was}; drop or match those flags')
     if ckpt['iter'] >= config['max_iters']:
         raise ConfigError(f'--init_from=resume: {ckpt_path} is at step {ckpt["iter"]}, '
                           f'max_iters={config["max_iters"]}: nothing left to do (raise --max_iters)')
@@ -199,8 +198,7 @@ def take(directory, config, ckpt):
     ckpt_path, log_path = os.path.join(directory, 'ckpt.pt'), os.path.join(directory, 'log.csv')
     start = ckpt['iter'] if ckpt is not None else 0
     if ckpt is not None and load_checkpoint(ckpt_path)['iter'] != start:
-        raise ConfigError(f'{ckpt_path} changed while this run started (another process saved it): '
-                          f'run the command again')
+        raise ConfigError(f'{ckpt_path} changed as this run started (another process saved it): run it again')
     rows = read_log(log_path, start) if ckpt is not None else []
     if rows is None:
         print(f'note: {log_path} is missing or empty: a new log starts at step {start}')
@@ -227,10 +225,9 @@ def rng_state(device, generators):
 
 
 def restore(ckpt, model, optimizer, device, generators):
-    """The weights, the optimizer and every random state the run uses, from its checkpoint. AdamW's
-    fused kernel stays this device's choice, not the saving one's. A generator saved on another device
-    type cannot be restored: it is re-seeded from (seed, step), and the note says the prompts now differ.
-    Returns the step to continue from."""
+    """The weights, the optimizer and every random state the run uses, from its checkpoint; AdamW's fused
+    kernel stays this device's choice, and a generator saved on another device type is re-seeded from
+    (seed, step). Returns the step to continue from."""
     import torch
     model.load_state_dict(ckpt['model'])
     fused = [group['fused'] for group in optimizer.param_groups]
