@@ -191,8 +191,7 @@ def evaluate(model, xs, ys, n_loops, n_dims_active, ctx, seed, chunk=256):
     model.eval()  # no dropout; train() again at the end
     generator = make_generator(seed)
     losses, errors = [], []
-    for i in range(0, xs.size(0), chunk):
-        x, y = xs[i:i + chunk], ys[i:i + chunk]
+    for x, y in zip(xs.split(chunk), ys.split(chunk)):
         scores = torch.rand(x.size(0), x.size(1) - 1, generator=generator).to(x.device)
         with ctx:
             preds, loss = model(x, y, n_loops=n_loops, loss_window=1, scores=scores)
@@ -251,8 +250,7 @@ if __name__ == '__main__':
     generators = {'data': make_generator(c.seed, device),          # prompts, drawn on the device
                   'trunc': make_generator(c.seed + 1, device),     # which examples a cut keeps
                   'host': make_generator(c.seed)}                  # per-step n and b: no device sync
-    # the truncation draws have a stream of their own, so arms that differ only in select see the very
-    # same prompts at every step: seeds are paired
+    # the cut's draws have a stream of their own: arms differing only in select see the same prompts (paired)
     start_iter = rundir.restore(ckpt, model, optimizer, device, generators) if ckpt is not None else 0
     held = (ckpt or {}).get('held', 0)  # steps the curriculum gate has held d and N back
     step_model = model
