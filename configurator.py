@@ -195,9 +195,8 @@ def find_runs(patterns, need):
         found = [p for p in matches if any(os.path.isfile(os.path.join(p, n)) for n in need)]
         if not found:
             raise ConfigError(f'{pattern}: no run directory with a {" or ".join(need)} there')
-        for p in matches:
-            if p not in found:
-                print(f'skipping {p}: no {" or ".join(need)}')
+        for p in [p for p in matches if p not in found]:
+            print(f'skipping {p}: no {" or ".join(need)}')
         runs += [os.path.normpath(p) for p in found if os.path.normpath(p) not in runs]
     return runs
 
