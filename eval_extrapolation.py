@@ -200,7 +200,6 @@ def evaluate_run(model, config, xs, ys, settings):
             curves[name].append(query_error(pred, ys_k, xs.size(2)))
     return {'config': config, 'b_train': b_train, 'eval': settings,
             'loops': list(range(1, max_loops + 1)), 'err_vs_loops': mean_sem(err_loops),
-            # relative change of the hidden state per loop; null at loop 1 and wherever truncation cut tokens
             'fixed_point': [None if math.isnan(v) else v for v in fixed_point],
             'k': list(range(n_points + 1)),
             'err_vs_k': {name: mean_sem(torch.stack(v)) for name, v in curves.items()}, 'lens': lens,

@@ -16,10 +16,9 @@ import os
 from configurator import NOT_IN_NAME, ConfigError, fail, read_json
 
 CKPT_VERSION = 2
-# log.csv, a row per evaluation: val_loss and val_err at the final d = n_dims and N = n_points,
-# val_err_k2d there on the first 2d examples only, val_err_now at the curricula's current d and N;
-# d, N: where the curricula stand (the prompts trained on); b: the loops every val_ is taken at, the
-# curriculum's b up to b_train
+# log.csv, a row per evaluation: val_loss and val_err at the final d = n_dims and N = n_points, val_err_k2d
+# there on the first 2d examples only, val_err_now at the curricula's current d and N; d, N: where the
+# curricula stand (the prompts trained on); b: the loops every val_ is taken at (the curriculum's, <= b_train)
 LOG_COLUMNS = ['iter', 'train_loss', 'val_loss', 'val_err', 'val_err_k2d', 'val_err_now', 'lr',
                'ms_per_step', 'd', 'N', 'b']
 # eval.json's error-vs-k curves: the model at b_train and at max_loops, and the classical algorithms
@@ -185,9 +184,8 @@ def find_checkpoint(config, directory):
 def take(directory, config, ckpt):
     """Make and lock the run directory, write config.json and the log kept so far: (lock, log rows)."""
     os.makedirs(directory, exist_ok=True)
-    # own it for the life of this process: an exclusive flock on directory/lock, which the kernel drops when
-    # the process ends, however it ends (SIGKILL included); closing the file releases it. The empty file
-    # stays: removing it would race with the next owner
+    # owned while this process lives: an exclusive flock on directory/lock, which the kernel drops however the
+    # process ends (SIGKILL included). The empty file stays: removing it would race with the next owner
     held = open(os.path.join(directory, 'lock'), 'a')
     try:
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
