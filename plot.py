@@ -271,7 +271,7 @@ def main(argv):
     except (ConfigError, OSError) as err:
         fail(err)
 
-    wrap = lambda label: '\n'.join(textwrap.wrap(label, 40, break_long_words=False, break_on_hyphens=False))
+    wrap = lambda label: textwrap.fill(label, 40, break_long_words=False, break_on_hyphens=False)
     variants = [(wrap(label), f'C{i}', [runs[j] for j in idx]) for i, (label, idx) in enumerate(variants)]
     has_log, has_eval = (lambda r: r['log'] is not None), (lambda r: r['eval'] is not None)
     eval_json = 'an eval.json (python eval_extrapolation.py RUN ...)'
