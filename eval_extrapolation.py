@@ -255,8 +255,7 @@ def main(argv):
         if opts['k_prompts'] < 0 or opts['k_prompts'] == 1:
             raise ConfigError(f'--k_prompts={opts["k_prompts"]}: must be 0 (all) or at least 2')
         # the settings an eval.json records, and must match to be reused (k_prompts 0: all)
-        settings = {key: opts[key] for key in ('max_loops', 'n_prompts', 'k_prompts', 'seed', 'full_context',
-                                               'gd_steps')}
+        settings = {key: value for key, value in opts.items() if key not in ('device', 'reuse', 'labels')}
         settings['k_prompts'] = min(opts['k_prompts'] or opts['n_prompts'], opts['n_prompts'])
         device = check_device(opts['device'])
         runs = find_runs(patterns, ('ckpt.pt', 'eval.json'))
