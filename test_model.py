@@ -262,6 +262,22 @@ def test_sinusoidal_encoding_formula():
     assert not any('wpe' in name for name, _ in model.named_parameters())  # fixed, not learned
 
 
+def test_gpt2_init():
+    """Weights N(0, 0.02), the residual projections' scaled by depth, biases 0; LayerNorm gains 1; read_in and
+    read_out keep PyTorch's default init (uniform, biases not 0)."""
+    model = make_model(n_embd=64, mlp_size=256, inject='concat')
+    for name, p in model.named_parameters():
+        if name.startswith(('read_in', 'read_out')):
+            assert p.std() > 0.05 if name.endswith('weight') else p.abs().sum() > 0, name  # not GPT-2's
+        elif '.ln_' in name or name.startswith('ln_f'):
+            assert torch.equal(p, torch.ones_like(p) if name.endswith('weight') else torch.zeros_like(p)), name
+        elif name.endswith('bias'):
+            assert torch.equal(p, torch.zeros_like(p)), name
+        else:
+            std = 0.02 / (2 * model.config.n_layer) ** 0.5 if name.endswith('c_proj.weight') else 0.02
+            assert abs(p.std().item() / std - 1) < 0.1, (name, p.std().item(), std)
+
+
 def test_type_encoding_has_two_vectors():
     model = make_model(pos_emb='type')
     assert model.wpe.weight.shape == (2, model.config.n_embd)
