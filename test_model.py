@@ -270,7 +270,7 @@ def test_gpt2_init():
         if name.startswith(('read_in', 'read_out')):
             assert p.std() > 0.05 if name.endswith('weight') else p.abs().sum() > 0, name  # not GPT-2's
         elif '.ln_' in name or name.startswith('ln_f'):
-            assert torch.equal(p, torch.full_like(p, float(name.endswith('weight')))), name  # gains 1, biases 0
+            assert torch.equal(p, torch.full_like(p, float(name.endswith('weight')))), name  # gain 1, bias 0
         elif name.endswith('bias'):
             assert torch.equal(p, torch.zeros_like(p)), name
         else:
