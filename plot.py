@@ -80,7 +80,8 @@ def mean_std(y):
 
 def band(mean, spread, y=None):
     """The band's edges: mean ± spread, cut to the range the runs y (runs, n) span, so that seeds split
-    between solving the task and not draw no band down to zero on a log axis; never below mean / 1000."""
+    between solving the task and not do not draw a band down to zero on a log axis; never below
+    mean / 1000."""
     low, high = mean - spread, mean + spread
     if y is not None and len(y) > 1:
         with warnings.catch_warnings():
