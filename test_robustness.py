@@ -431,9 +431,11 @@ def test_bad_values_are_one_line_errors(tmp_path, monkeypatch, flags, words):
 @pytest.mark.parametrize('script,flag', [('sweep.py', '--max_parallel=0'), ('bench.py', '--steps=0'),
                                          ('eval_extrapolation.py', '--n_prompts=1')])
 def test_a_flag_below_its_lowest_value_is_refused(tmp_path, monkeypatch, script, flag):
-    # each script hands configurator.parse its own lowest values
+    # each script hands configurator.parse its own lowest values; the sweep only plans (--dry_run), so that a
+    # check that regresses fails here instead of starting the grid's full-size runs
     monkeypatch.chdir(tmp_path)
-    args = {'sweep.py': [os.path.join(HERE, 'config/exp5_grid.py')], 'eval_extrapolation.py': [str(tmp_path)]}
+    args = {'sweep.py': [os.path.join(HERE, 'config/exp5_grid.py'), '--dry_run=True'],
+            'eval_extrapolation.py': [str(tmp_path)]}
     one_line_error(cli(script, *args.get(script, []), flag), flag, 'must be at least')
     assert os.listdir(tmp_path) == []
 
