@@ -6,7 +6,8 @@ Speed and peak memory of train.py's training step at the config's full d, N and 
     python bench.py --compare=True --threads=2               # also the plain baseline, and the ratios
 
 --compare=True also times the plain baseline (explicit (B, nh, L, L) attention, no compile, the same loss
-window) and checkpoint_loops=True. Peak memory: the process's peak RSS on a CPU, max_memory_allocated on
+window), checkpoint_loops=True and the other optimizer (muon for adamw, adamw for muon), each with its speed
+over the config's (speed_vs_config). Peak memory: the process's peak RSS on a CPU, max_memory_allocated on
 CUDA, driver_allocated_memory on MPS. mfu (GPUs of known peak only) counts model.flops_per_step.
 """
 
@@ -59,7 +60,8 @@ def bench(c, warmup, steps, lockstep=False):
     torch.manual_seed(c.seed)
     model = LoopedGPT(LoopedGPTConfig(**{k: getattr(c, k) for k in LoopedGPTConfig.__dataclass_fields__}))
     model, data_gen = model.to(device), make_generator(c.seed, device)
-    optimizer = model.configure_optimizers(c.weight_decay, c.learning_rate, (c.beta1, c.beta2), device.type)
+    optimizers = model.configure_optimizers(c.weight_decay, c.learning_rate, (c.beta1, c.beta2), device.type,
+                                            c.optimizer)
     step_model = model if not c.compile else torch.compile(
         model, mode='reduce-overhead' if device.type == 'cuda' else 'default')
     window = c.loss_window or c.n_loops
@@ -84,8 +86,9 @@ def bench(c, warmup, steps, lockstep=False):
         loss.backward()
         if c.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        for o in optimizers:
+            o.step()
+            o.zero_grad(set_to_none=True)
         sync()
         times.append(time.perf_counter() - t0)
         cpu_times.append(time.process_time() - c0)
@@ -132,8 +135,9 @@ def main(argv):
     else:
         # each variant in a process of its own (its own peak memory; later flags win), stepped in turn: other
         # work on a shared machine slows them alike, and the ratios hold
+        other = 'adamw' if config['optimizer'] == 'muon' else 'muon'
         variants = {'baseline': [f'--{k}={v}' for k, v in BASELINE.items()], 'config': [],
-                    'checkpoint_loops': ['--checkpoint_loops=True']}
+                    'checkpoint_loops': ['--checkpoint_loops=True'], other: [f'--optimizer={other}']}
         flags = [f'--{k}={opts[k]}' for k in ('warmup', 'steps', 'threads')] + ['--lockstep=True']
         procs = [subprocess.Popen([sys.executable, os.path.abspath(__file__), *train_args, *extra, *flags],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -154,7 +158,8 @@ def main(argv):
             runs[name] = json.loads(out.strip().splitlines()[-1])
         result, base = runs['config'], runs['baseline']
         kept = ('steps_per_s', 'peak_mem_mb', 'mfu', 'step_ms', 'step_ms_min_max', 'cpu_ms', 'load_avg')
-        result.update({name: {k: runs[name][k] for k in kept} for name in ('baseline', 'checkpoint_loops')})
+        result.update({name: {**{k: runs[name][k] for k in kept}, 'speed_vs_config': round(
+            runs[name]['steps_per_s'] / result['steps_per_s'], 3)} for name in variants if name != 'config'})
         result['baseline']['overrides'] = BASELINE
         result.update(speedup=round(result['steps_per_s'] / base['steps_per_s'], 3),
                       mem_ratio=round(result['peak_mem_mb'] / base['peak_mem_mb'], 3))

@@ -272,13 +272,21 @@ class LoopedGPT(nn.Module):
 
     # --- training helpers ----------------------------------------------------
 
-    def configure_optimizers(self, weight_decay, learning_rate, betas, device_type):
-        # matrices decay; biases, LayerNorm gains and the injection gate do not
+    def configure_optimizers(self, weight_decay, learning_rate, betas, device_type, optimizer='adamw'):
+        """A list of optimizers, each parameter in exactly one: AdamW on all, or (muon) PyTorch's Muon on
+        the blocks' matrices and AdamW on the rest (read_in, read_out, embeddings, LayerNorms, biases)."""
         params = [p for p in self.parameters() if p.requires_grad]
-        groups = [{'params': [p for p in params if p.dim() >= 2], 'weight_decay': weight_decay},
-                  {'params': [p for p in params if p.dim() < 2], 'weight_decay': 0.0}]
+        muon = [p for p in self.blocks.parameters() if p.dim() == 2] if optimizer == 'muon' else []
+        rest = [p for p in params if all(p is not q for q in muon)]
+        # matrices decay; biases, LayerNorm gains and the injection gate do not
+        groups = [{'params': [p for p in rest if p.dim() >= 2], 'weight_decay': weight_decay},
+                  {'params': [p for p in rest if p.dim() < 2], 'weight_decay': 0.0}]
         fused = device_type == 'cuda'  # one kernel for the whole update on CUDA
-        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=fused)
+        optimizers = [torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=fused)]
+        if muon:  # its update scaled to AdamW's size (match_rms_adamw): one lr and schedule drive both
+            optimizers.append(torch.optim.Muon(muon, lr=learning_rate, weight_decay=weight_decay,
+                                               adjust_lr_fn='match_rms_adamw'))
+        return optimizers
 
     def flops_per_step(self, batch_size, n_examples, n_loops, loss_window, n_keep=None):
         """Matmul FLOPs of one training step: every loop forward, the last loss_window also backward (2x

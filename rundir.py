@@ -16,6 +16,7 @@ import os
 from configurator import NOT_IN_NAME, ConfigError, fail, read_json
 
 CKPT_VERSION = 2
+ADDED = {'optimizer': 'adamw'}  # flags added since, at what a checkpoint without them was trained with
 # log.csv, a row per evaluation: val_loss and val_err at the final d = n_dims and N = n_points, val_err_k2d
 # there on the first 2d examples only, val_err_now at the curricula's current d and N; d, N: where the
 # curricula stand (the prompts trained on); b: the loops every val_ is taken at (the curriculum's, <= b_train)
@@ -170,7 +171,7 @@ def find_checkpoint(config, directory):
     # resume continues the run it finds: a flag that changes what the run computes is refused
     # (the seed too: the checkpoint's random state continues, and config.json must not claim another)
     changed = [k for k in config
-               if (k not in NOT_IN_NAME or k == 'seed') and ckpt['config'].get(k) != config[k]]
+               if (k not in NOT_IN_NAME or k == 'seed') and ckpt['config'].get(k, ADDED.get(k)) != config[k]]
     if changed:
         was = ', '.join(f'--{k}={config[k]!r} (trained with {ckpt["config"].get(k)!r})' for k in changed)
         raise ConfigError(f'--init_from=resume: {ckpt_path} is another run: {was}; drop or match those flags')
@@ -222,16 +223,19 @@ def rng_state(device, generators):
             **{name: g.get_state() for name, g in generators.items()}}
 
 
-def restore(ckpt, model, optimizer, device, generators):
-    """The weights, the optimizer and every random state the run uses, from its checkpoint; AdamW's fused
+def restore(ckpt, model, optimizers, device, generators):
+    """The weights, the optimizers and every random state the run uses, from its checkpoint; AdamW's fused
     kernel stays this device's choice, and a generator saved on another device type is re-seeded from
     (seed, step). Returns the step to continue from."""
     import torch
     model.load_state_dict(ckpt['model'])
-    fused = [group['fused'] for group in optimizer.param_groups]
-    optimizer.load_state_dict(ckpt['optimizer'])
-    for group, flag in zip(optimizer.param_groups, fused):
-        group['fused'] = flag
+    states = ckpt['optimizer'] if isinstance(ckpt['optimizer'], list) else [ckpt['optimizer']]  # one: AdamW's
+    for optimizer, state in zip(optimizers, states, strict=True):
+        fused = [group.get('fused') for group in optimizer.param_groups]
+        optimizer.load_state_dict(state)
+        for group, flag in zip(optimizer.param_groups, fused):
+            if flag is not None:  # Muon has no fused kernel
+                group['fused'] = flag
     torch.set_rng_state(ckpt['rng']['torch'])
     if device.type == 'cuda' and ckpt['rng'].get('cuda') is not None:
         torch.cuda.set_rng_state(ckpt['rng']['cuda'], device)

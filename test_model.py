@@ -44,13 +44,14 @@ def draws(xs, seed=0):
     return torch.rand(xs.size(0), xs.size(1) - 1, generator=make_generator(seed))
 
 
-def train_step(model, optimizer, xs, ys, **kw):
-    """The step of train.py's loop: forward, backward, clip, AdamW."""
+def train_step(model, optimizers, xs, ys, **kw):
+    """The step of train.py's loop: forward, backward, clip, each optimizer (AdamW; Muon too with muon)."""
     _, loss = model(xs, ys, **kw)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
+    for optimizer in optimizers:
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
     return loss.detach()
 
 
@@ -369,18 +370,35 @@ def test_curriculum_values():
 # training and the command line
 
 
+@pytest.mark.parametrize('optimizer', ['adamw', 'muon'])
+def test_every_parameter_has_exactly_one_optimizer(optimizer):
+    """Muon takes the blocks' matrices and nothing else; AdamW every other parameter; none is left out or
+    stepped twice, whatever the encoding and injection add."""
+    for pos_emb in POS_EMBS:
+        for inject in INJECTS:
+            model = make_model(pos_emb=pos_emb, inject=inject)
+            optimizers = model.configure_optimizers(0.0, 1e-3, (0.9, 0.999), 'cpu', optimizer)
+            owned = [[p for g in o.param_groups for p in g['params']] for o in optimizers]
+            ids = sorted(id(p) for ps in owned for p in ps)
+            assert ids == sorted(id(p) for p in model.parameters()), (pos_emb, inject)  # each exactly once
+            assert [type(o).__name__ for o in optimizers] == ['AdamW', 'Muon'][:1 + (optimizer == 'muon')]
+            if optimizer == 'muon':
+                matrices = {id(p) for p in model.blocks.parameters() if p.dim() == 2}
+                assert matrices and {id(p) for p in owned[1]} == matrices
+
+
 def test_tiny_training_run_learns():
     """Beats the zero predictor clearly (d = 2: a few seconds on one core; larger d plateau for longer)."""
     torch.manual_seed(0)
     c = LoopedGPTConfig(n_dims=2, n_points=8, n_layer=1, n_head=2, n_embd=32, mlp_size=64, n_loops=2,
                         loss_window=2)
     model = LoopedGPT(c)
-    optimizer = model.configure_optimizers(0.0, 3e-3, (0.9, 0.999), 'cpu')
+    optimizers = model.configure_optimizers(0.0, 3e-3, (0.9, 0.999), 'cpu')
     g = make_generator(0)
     xs_val, ys_val = validation_set('linear', 512, 8, 2, seed=1)
     for _ in range(800):
         xs, ys = sample_batch('linear', 64, 8, 2, g)
-        train_step(model, optimizer, xs, ys)
+        train_step(model, optimizers, xs, ys)
     loss, err = train.evaluate(model, xs_val, ys_val, 2, 2, contextlib.nullcontext(), 0)
     assert loss < 0.8 * (ys_val ** 2).mean().item()              # all positions, vs predicting 0
     assert err < 0.8 * (ys_val[:, -1] ** 2).mean().item() / 2     # the query, vs predicting 0
@@ -525,12 +543,12 @@ def test_the_curriculum_gate_holds_d_until_the_error_is_low_and_across_a_resume(
     assert d_column(tmp_path / 'held') == ['1'] * 6  # rows at 4, 8, 10, 12-20: held over resume
 
 
-def test_resume_extends_a_run_exactly(tmp_path):
+@pytest.mark.parametrize('optimizer', ['adamw', 'muon'])
+def test_resume_extends_a_run_exactly(tmp_path, optimizer):
     """The same flags with a larger max_iters and --init_from=resume continue the same run directory and
     log the rows, and end with the weights, of a straight run (random cuts, dropout, n drawn per step)."""
     common = [*TINY, '--eval_interval=5', '--dropout=0.1', '--n_keep=3', '--select=random',
-              '--n_keep_random=True',
-              '--n_loops_random=True', '--loss_window=1']
+              '--n_keep_random=True', '--n_loops_random=True', '--loss_window=1', f'--optimizer={optimizer}']
     assert_ok(run_cli(*common, '--max_iters=20', f'--out_dir={tmp_path / "whole"}'))
     assert_ok(run_cli(*common, '--max_iters=10', f'--out_dir={tmp_path / "parts"}'))
     resumed = run_cli(*common, '--max_iters=20', f'--out_dir={tmp_path / "parts"}', '--init_from=resume')
@@ -669,9 +687,9 @@ def test_compiled_step_matches_eager():
     losses = []
     for compiled in (False, True):
         model = make_model(n_loops=3, loss_window=2).train()
-        optimizer = model.configure_optimizers(0.0, 1e-3, (0.9, 0.999), 'cpu')
+        optimizers = model.configure_optimizers(0.0, 1e-3, (0.9, 0.999), 'cpu')
         step_model = torch.compile(model) if compiled else model
-        losses.append([train_step(step_model, optimizer, xs, ys) for _ in range(3)])
+        losses.append([train_step(step_model, optimizers, xs, ys) for _ in range(3)])
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(*losses))
 
 
@@ -822,7 +840,7 @@ def test_the_loop_compiles_to_one_graph(select, schedule):
 def test_a_training_step_under_cpu_bf16_autocast():
     xs, ys = prompts()
     model = make_model(n_loops=2, loss_window=2).train()
-    optimizer = model.configure_optimizers(0.0, 1e-3, (0.9, 0.999), 'cpu')
+    [optimizer] = model.configure_optimizers(0.0, 1e-3, (0.9, 0.999), 'cpu')
     before = [p.detach().clone() for p in model.parameters()]
     with torch.autocast('cpu', dtype=torch.bfloat16):
         _, loss = model(xs, ys)
@@ -870,11 +888,12 @@ def test_auto_dtype_is_bf16_only_where_the_gpu_has_it(monkeypatch):
 def test_a_checkpoint_from_cuda_does_not_bring_its_fused_optimizer():
     import rundir
     model = LoopedGPT(LoopedGPTConfig(n_dims=3, n_points=4, n_layer=1, n_head=2, n_embd=16, mlp_size=32))
-    on_cuda = model.configure_optimizers(0.0, 1e-3, (0.9, 0.99), 'cuda')  # fused=True, as saved on a GPU
+    [on_cuda] = model.configure_optimizers(0.0, 1e-3, (0.9, 0.99), 'cuda')  # fused=True, as saved on a GPU
+    # AdamW's state alone, as checkpoints were written before --optimizer: they still resume
     ckpt = {'model': model.state_dict(), 'optimizer': on_cuda.state_dict(),
             'iter': 7, 'rng': {'torch': torch.get_rng_state(), 'device_type': 'cuda', 'cuda': None}}
-    here = model.configure_optimizers(0.0, 1e-3, (0.9, 0.99), 'cpu')
-    assert rundir.restore(ckpt, model, here, torch.device('cpu'), {}) == 7
+    [here] = model.configure_optimizers(0.0, 1e-3, (0.9, 0.99), 'cpu')
+    assert rundir.restore(ckpt, model, [here], torch.device('cpu'), {}) == 7
     assert [g['fused'] for g in here.param_groups] == [False, False]
 
 

@@ -88,8 +88,9 @@ truncate_after = 1       # cut after this loop (0: before the first, i.e. a shor
 n_keep_schedule = 'constant'  # constant | shrink (from N at the cut down to n_keep at loop b)
 n_keep_random = False    # draw the number kept uniformly from [n_keep, N] at every training step
 # optimizer
+optimizer = 'adamw'      # adamw | muon (PyTorch's Muon on the blocks' matrices, AdamW on the rest)
 batch_size = 64          # prompts per step
-learning_rate = 3e-3     # peak learning rate of AdamW
+learning_rate = 3e-3     # peak learning rate (Muon's scaled to match AdamW's update size)
 max_iters = 13000        # training steps
 weight_decay = 0.0       # AdamW's, on matrices only
 beta1 = 0.9              # AdamW's
@@ -113,7 +114,8 @@ wandb_run_name = ''      # '' names it after the run directory
 DEFAULTS, HELPS = read_defaults(__file__, '# defaults:', '# end of defaults')
 CHOICES = {'init_from': ('scratch', 'resume'), 'task': TASKS, 'pos_emb': POS_EMBS, 'attention': ATTENTIONS,
            'inject': INJECTS, 'loss_on': LOSS_ONS, 'select': SELECTS, 'n_keep_schedule': SCHEDULES,
-           'lr_schedule': ('constant', 'cosine', 'wsd'), 'dtype': ('auto', 'float32', 'bfloat16')}
+           'lr_schedule': ('constant', 'cosine', 'wsd'), 'optimizer': ('adamw', 'muon'),
+           'dtype': ('auto', 'float32', 'bfloat16')}
 
 
 def check_config(c):
@@ -246,12 +248,13 @@ if __name__ == '__main__':
     # the model, its optimizer and the run's random streams, each from the seed
     torch.manual_seed(c.seed)
     model = LoopedGPT(LoopedGPTConfig(**{f.name: config[f.name] for f in fields(LoopedGPTConfig)})).to(device)
-    optimizer = model.configure_optimizers(c.weight_decay, c.learning_rate, (c.beta1, c.beta2), device.type)
+    optimizers = model.configure_optimizers(c.weight_decay, c.learning_rate, (c.beta1, c.beta2), device.type,
+                                            c.optimizer)  # [AdamW] or [AdamW, Muon]: each parameter in one
     generators = {'data': make_generator(c.seed, device),          # prompts, drawn on the device
                   'trunc': make_generator(c.seed + 1, device),     # which examples a cut keeps
                   'host': make_generator(c.seed)}                  # per-step n and b: no device sync
     # the cut's draws have a stream of their own: arms differing only in select see the same prompts (paired)
-    start_iter = rundir.restore(ckpt, model, optimizer, device, generators) if ckpt is not None else 0
+    start_iter = rundir.restore(ckpt, model, optimizers, device, generators) if ckpt is not None else 0
     held = (ckpt or {}).get('held', 0)  # steps the curriculum gate has held d and N back
     step_model = model
     if c.compile:  # each curriculum stage is one shape: one graph each, the loop included
@@ -271,8 +274,8 @@ if __name__ == '__main__':
 
     def save(step):  # a failed write ends the run in one line, naming the checkpoint that is kept
         state = {'version': rundir.CKPT_VERSION, 'model': model.state_dict(),
-                 'optimizer': optimizer.state_dict(), 'model_args': asdict(model.config), 'config': config,
-                 'iter': step, 'held': held, 'rng': rundir.rng_state(device, generators)}
+                 'optimizer': [o.state_dict() for o in optimizers], 'model_args': asdict(model.config),
+                 'config': config, 'iter': step, 'held': held, 'rng': rundir.rng_state(device, generators)}
         rundir.save_checkpoint(ckpt_path, state, kept=saved_iter)
 
     def stage(it, held=0):  # where the curricula stand at step it: active dims, examples per prompt (both
@@ -327,7 +330,7 @@ if __name__ == '__main__':
         b = draw(window, b_now) if c.n_loops_random else b_now
         n_keep = draw(c.n_keep, c.n_points) if c.n_keep_random else c.n_keep  # n_keep_random: n_keep..N
         lr = get_lr(it, c)  # warmup, then constant, cosine or wsd
-        for group in optimizer.param_groups:
+        for group in (g for o in optimizers for g in o.param_groups):
             group['lr'] = lr
 
         # one step: a fresh batch of prompts, forward through b loops, backward through the last `window`
@@ -341,8 +344,9 @@ if __name__ == '__main__':
         loss.backward()  # through the window's loops only
         if c.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)  # no batch throws it far
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)  # frees the gradients' memory until the next backward
+        for o in optimizers:
+            o.step()
+            o.zero_grad(set_to_none=True)  # frees the gradients' memory until the next backward
 
         # bookkeeping without a host sync: a GPU never waits for the CPU between log intervals
         loss_sum, loss_count = loss_sum + loss.detach(), loss_count + 1
