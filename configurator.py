@@ -165,6 +165,7 @@ def check_device(name):
 NOT_IN_NAME = ('out_dir', 'run_name', 'eval_interval', 'log_interval', 'init_from', 'overwrite', 'device',
                'compile', 'seed', 'max_iters', 'checkpoint_loops', 'wandb_log', 'wandb_project',
                'wandb_run_name')
+ADDED = {'optimizer': 'adamw'}  # train.py flags added since runs were saved, at what a run without them used
 
 
 def run_dir(config, base, stems):
@@ -205,6 +206,7 @@ def group_runs(configs, names=None):
     """Runs whose configs differ only by seed (or by where and how they ran) form one variant.
     Returns [(label, [indices into configs])]; labels name the config keys that differ between variants."""
     groups = {}
+    configs = [{**ADDED, **c} for c in configs]  # a run saved before a flag existed ran at its old value
     for i, c in enumerate(configs):
         key = json.dumps({k: v for k, v in sorted(c.items()) if k not in NOT_IN_NAME})
         groups.setdefault(key, []).append(i)

@@ -7,11 +7,13 @@ in-context examples k grows, next to the classical algorithms on the very same p
 
 Writes RUN/eval.json for each run and prints a table over seeds. Every run is scored on one fixed set of
 prompts (--n_prompts, --seed), drawn on the CPU as random truncation's draws are: the same on every device.
-A run with an eval.json but no ckpt.pt (committed results) joins the table as it is, if its settings match.
+A run without ckpt.pt is evaluated from its model.pt (the trained weights, as results/ keeps them); one with
+an eval.json alone joins the table as it is, if its settings match.
 On a CPU shared with other jobs, OMP_NUM_THREADS=1 is often several times faster.
 """
 
 import functools
+import hashlib
 import json
 import math
 import os
@@ -258,20 +260,23 @@ def main(argv):
         settings = {key: value for key, value in opts.items() if key not in ('device', 'reuse', 'labels')}
         settings['k_prompts'] = min(opts['k_prompts'] or opts['n_prompts'], opts['n_prompts'])
         device = check_device(opts['device'])
-        runs = find_runs(patterns, ('ckpt.pt', 'eval.json'))
+        runs = find_runs(patterns, ('ckpt.pt', 'model.pt', 'eval.json'))
         models, results = {}, {}  # every checkpoint loads before any eval.json is written
         for run in runs:
             ckpt_path = os.path.join(run, 'ckpt.pt')
+            if not os.path.isfile(ckpt_path):  # else the trained weights alone (model.pt, as results/ keeps)
+                ckpt_path = os.path.join(run, 'model.pt')
             if os.path.isfile(ckpt_path):
                 model, ckpt = load_model(ckpt_path, device)
-                stat = os.stat(ckpt_path)  # what an eval.json was computed from: the step, size and mtime
-                models[run] = model, ckpt['config'], {'iter': ckpt['iter'], 'size': stat.st_size,
-                                                      'mtime_ns': stat.st_mtime_ns}
+                # what an eval.json was computed from: the same weights, whichever file brought them
+                weights = hashlib.sha256(b''.join(t.cpu().reshape(-1).view(torch.uint8).numpy().tobytes()
+                                                  for t in ckpt['model'].values()))
+                models[run] = model, ckpt['config'], {'iter': ckpt['iter'], 'sha256': weights.hexdigest()}
                 continue
             results[run] = reusable(os.path.join(run, 'eval.json'), None, settings)
             if results[run] is None:
-                raise ConfigError(f'{run}: no ckpt.pt to evaluate, and its eval.json was made with other '
-                                  f'settings (--max_loops, --n_prompts, --seed, ...) than these')
+                raise ConfigError(f'{run}: no ckpt.pt or model.pt to evaluate, and its eval.json was made '
+                                  f'with other settings (--max_loops, --n_prompts, --seed, ...) than these')
         configs = [models[run][1] if run in models else results[run]['config'] for run in runs]
         variants = rename_variants(group_runs(configs, runs), opts['labels'])
     except ConfigError as err:

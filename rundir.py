@@ -13,10 +13,9 @@ import json
 import math
 import os
 
-from configurator import NOT_IN_NAME, ConfigError, fail, read_json
+from configurator import ADDED, NOT_IN_NAME, ConfigError, fail, read_json
 
 CKPT_VERSION = 2
-ADDED = {'optimizer': 'adamw'}  # flags added since, at what a checkpoint without them was trained with
 # log.csv, a row per evaluation: val_loss and val_err at the final d = n_dims and N = n_points, val_err_k2d
 # there on the first 2d examples only, val_err_now at the curricula's current d and N; d, N: where the
 # curricula stand (the prompts trained on); b: the loops every val_ is taken at (the curriculum's, <= b_train)
@@ -170,10 +169,10 @@ def find_checkpoint(config, directory):
     ckpt = load_checkpoint(ckpt_path)
     # resume continues the run it finds: a flag that changes what the run computes is refused
     # (the seed too: the checkpoint's random state continues, and config.json must not claim another)
-    changed = [k for k in config
-               if (k not in NOT_IN_NAME or k == 'seed') and ckpt['config'].get(k, ADDED.get(k)) != config[k]]
+    trained = {**ADDED, **ckpt['config']}  # a run saved before a flag existed ran at its old value
+    changed = [k for k in config if (k not in NOT_IN_NAME or k == 'seed') and trained.get(k) != config[k]]
     if changed:
-        was = ', '.join(f'--{k}={config[k]!r} (trained with {ckpt["config"].get(k)!r})' for k in changed)
+        was = ', '.join(f'--{k}={config[k]!r} (trained with {trained.get(k)!r})' for k in changed)
         raise ConfigError(f'--init_from=resume: {ckpt_path} is another run: {was}; drop or match those flags')
     if ckpt['iter'] >= config['max_iters']:
         raise ConfigError(f'--init_from=resume: {ckpt_path} is at step {ckpt["iter"]}, '

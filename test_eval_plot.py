@@ -156,6 +156,9 @@ def test_group_runs_by_config_less_seed():
     assert group_runs(configs) == [('n_keep=0, select=first', [0, 1]), ('n_keep=32, select=random', [2, 3])]
     names = ['out/exp,n_keep=0,seed=1', 'out/exp,n_keep=0,seed=2']
     assert group_runs(configs[:2], names) == [('exp,n_keep=0', [0, 1])]
+    # a run saved before --optimizer existed trained with AdamW: it is the same variant as one that says so
+    assert group_runs([base, {**base, 'optimizer': 'adamw'}, {**base, 'optimizer': 'muon'}]) == [
+        ('optimizer=adamw', [0, 1]), ('optimizer=muon', [2])]
 
 
 # -----------------------------------------------------------------------------
@@ -304,7 +307,12 @@ def test_eval_reuses_only_a_matching_eval_json(runs, tmp_path, capsys):
     assert '(on cpu' in capsys.readouterr().out
     with open(eval_json) as f:
         assert json.load(f)['eval']['gd_steps'] == 3
-    os.utime(os.path.join(dst, 'ckpt.pt'))  # another checkpoint than the one evaluated, as after a resume
+    os.utime(os.path.join(dst, 'ckpt.pt'))  # the same weights, touched: still the eval.json's
+    eval_extrapolation.main([dst, *EVAL, '--gd_steps=3'])
+    assert '(reused' in capsys.readouterr().out
+    ckpt = torch.load(os.path.join(dst, 'ckpt.pt'), weights_only=True)  # other weights, as after a resume
+    ckpt['model']['read_out.bias'] += 1e-3
+    torch.save(ckpt, os.path.join(dst, 'ckpt.pt'))
     eval_extrapolation.main([dst, *EVAL, '--gd_steps=3'])
     assert '(on cpu' in capsys.readouterr().out
     eval_extrapolation.main([dst, *EVAL, '--gd_steps=3', '--reuse=False'])
@@ -313,12 +321,28 @@ def test_eval_reuses_only_a_matching_eval_json(runs, tmp_path, capsys):
 
 def test_eval_takes_a_committed_eval_json_without_its_checkpoint(runs, tmp_path, capsys):
     dst = str(tmp_path / 'committed')
-    shutil.copytree(runs[0], dst, ignore=shutil.ignore_patterns('ckpt.pt'))
+    shutil.copytree(runs[0], dst, ignore=shutil.ignore_patterns('ckpt.pt', 'model.pt'))
     eval_extrapolation.main([dst, *EVAL])
     assert '(reused' in capsys.readouterr().out
     with pytest.raises(SystemExit) as exit:  # nothing to compute other settings from
         eval_extrapolation.main([dst, *EVAL, '--gd_steps=3'])
-    assert exit.value.code == 2 and 'no ckpt.pt to evaluate' in capsys.readouterr().err
+    assert exit.value.code == 2 and 'no ckpt.pt or model.pt to evaluate' in capsys.readouterr().err
+
+
+def test_a_finished_run_keeps_its_weights_alone_and_they_evaluate_as_its_checkpoint(runs, tmp_path, capsys):
+    """model.pt (what results/ commits of a run): the final weights without optimizer state, which eval reads
+    as it reads ckpt.pt: the eval.json made from the checkpoint is reused, and computed again it is the same."""
+    weights, ckpt = (torch.load(os.path.join(runs[0], f), weights_only=True) for f in ('model.pt', 'ckpt.pt'))
+    assert 'optimizer' not in weights and weights['iter'] == ckpt['iter'] == 20
+    assert all(torch.equal(weights['model'][k], ckpt['model'][k]) for k in ckpt['model'])
+    dst = str(tmp_path / 'committed')
+    shutil.copytree(runs[0], dst, ignore=shutil.ignore_patterns('ckpt.pt'))
+    eval_extrapolation.main([dst, *EVAL])
+    assert '(reused' in capsys.readouterr().out
+    eval_extrapolation.main([dst, *EVAL, '--reuse=False'])
+    assert '(on cpu' in capsys.readouterr().out
+    with open(os.path.join(runs[0], 'eval.json')) as f, open(os.path.join(dst, 'eval.json')) as g:
+        assert json.load(f)['err_vs_loops'] == json.load(g)['err_vs_loops']
 
 
 def test_an_eval_json_from_before_the_lens(runs, tmp_path, capsys):

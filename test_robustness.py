@@ -204,6 +204,20 @@ def test_resume_with_a_larger_max_iters_continues_and_records_it(run):
     assert log_rows(directory) == ['iter', '5', '10', '15']
 
 
+def test_a_checkpoint_from_before_the_optimizer_flag_resumes_as_adamw(run):
+    """Its config has no optimizer and its optimizer state is AdamW's alone: it continues as AdamW, and
+    --optimizer=muon is refused as another run."""
+    directory, resume = run
+    path = os.path.join(directory, 'ckpt.pt')
+    ckpt = torch.load(path, weights_only=True)
+    del ckpt['config']['optimizer']
+    [ckpt['optimizer']] = ckpt['optimizer']
+    torch.save(ckpt, path)
+    one_line_error(cli('train.py', *resume, '--optimizer=muon'), "--optimizer='muon' (trained with 'adamw')")
+    assert cli('train.py', *resume)[0] == 0
+    assert log_rows(directory) == ['iter', '5', '10', '15']
+
+
 def fake_full_disk(after):
     """torch.save that writes part of a file and fails as on a full disk, from call after + 1 on."""
     calls, real = [], torch.save

@@ -277,6 +277,9 @@ if __name__ == '__main__':
                  'optimizer': [o.state_dict() for o in optimizers], 'model_args': asdict(model.config),
                  'config': config, 'iter': step, 'held': held, 'rng': rundir.rng_state(device, generators)}
         rundir.save_checkpoint(ckpt_path, state, kept=saved_iter)
+        if step == c.max_iters:  # the trained weights alone, without the optimizer: what results/ keeps
+            weights = {k: state[k] for k in ('version', 'model', 'model_args', 'config', 'iter')}
+            rundir.save_checkpoint(os.path.join(directory, 'model.pt'), weights)
 
     def stage(it, held=0):  # where the curricula stand at step it: active dims, examples per prompt (both
         # held back `held` steps by the gate), b's top, and the loss window: the loops that carry gradient
