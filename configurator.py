@@ -16,6 +16,7 @@ import re
 import runpy
 import shlex
 import sys
+import tempfile
 
 
 class ConfigError(Exception):
@@ -98,15 +99,17 @@ def set_value(config, key, value, source, defaults, choices):
     config[key] = value
 
 
-def parse(argv, defaults, choices=None, usage='', helps=None, files=True, lowest=None):
+def parse(argv, defaults, choices=None, usage='', helps=None, files=True, lowest=None, given=None):
     """Defaults, then each config file (if files) or --key=value in order, each key in lowest at least its
     value there; --help prints and exits 0. Returns (config, base, stems, positional): base is what the config
-    files alone make of the defaults, stems their names, positional the other arguments (run directories)."""
+    files alone make of the defaults, stems their names, positional the other arguments (run directories).
+    given: a set that receives the keys a file or flag set (a default it repeats included)."""
     choices = choices or {}
     if '--help' in argv or '-h' in argv:
         print(help_text(usage, defaults, helps or {}, choices))
         sys.exit(0)
     config, base, stems, positional = dict(defaults), dict(defaults), [], []
+    given = set() if given is None else given
     for arg in argv:
         if arg.startswith('--'):  # --key=value: a Python literal, or else a bare word
             key, eq, raw = arg[2:].partition('=')
@@ -117,6 +120,7 @@ def parse(argv, defaults, choices=None, usage='', helps=None, files=True, lowest
                 with contextlib.suppress(ValueError, SyntaxError):
                     value = ast.literal_eval(raw)
             set_value(config, key, value, f'--{key}', defaults, choices)
+            given.add(key)
         elif files:  # a config file: Python that assigns some of the defaults' names, run on its own
             if not os.path.isfile(arg):
                 raise ConfigError(f'config file {arg!r} does not exist')
@@ -129,6 +133,7 @@ def parse(argv, defaults, choices=None, usage='', helps=None, files=True, lowest
                     continue  # its imports and helpers
                 set_value(config, key, value, arg, defaults, choices)
                 base[key] = config[key]
+                given.add(key)
             stems.append(os.path.splitext(os.path.basename(arg))[0])
         else:
             positional.append(arg)
@@ -181,6 +186,21 @@ def run_dir(config, base, stems):
     if len(name) > 200:  # a file name holds 255 bytes at most: what lies past 200 characters becomes a hash
         name = name[:200].rsplit(',', 1)[0] + ',+' + hashlib.sha1(name.encode()).hexdigest()[:8]
     return os.path.join(config['out_dir'], f'{name},seed={config["seed"]}'.lstrip(','))
+
+
+def makeable(path):
+    """The nearest existing folder at or above path, if this process may make path there (a ConfigError
+    if not): a mistyped or read-only folder ends in one line, before anything runs."""
+    parent = os.path.abspath(path)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ConfigError(f'cannot make {path}: {parent} is a file, not a directory')
+    try:  # a file with no name (O_TMPFILE): a real write, which root's permissions and a read-only disk pass
+        tempfile.TemporaryFile(dir=parent).close()  # or fail as they would, and which leaves nothing
+    except OSError as err:
+        raise ConfigError(f'cannot make or write {path}: {parent}: {err.strerror}') from None
+    return parent
 
 
 def shell_command(script, args):

@@ -13,7 +13,7 @@ import json
 import math
 import os
 
-from configurator import ADDED, NOT_IN_NAME, ConfigError, fail, read_json
+from configurator import ADDED, NOT_IN_NAME, ConfigError, fail, makeable, read_json
 
 CKPT_VERSION = 2
 # log.csv, a row per evaluation: val_loss and val_err at the final d = n_dims and N = n_points, val_err_k2d
@@ -142,29 +142,30 @@ def read_eval(path):
 # -----------------------------------------------------------------------------
 # opening a run: fresh or resumed
 
+def refuse_to_overwrite(config, directory):
+    """A ConfigError if a fresh run would overwrite one (unless --overwrite=True)."""
+    if config['overwrite']:
+        return
+    if os.path.exists(os.path.join(directory, 'ckpt.pt')):
+        raise ConfigError(f'{directory} already holds a checkpoint: --init_from=resume continues it, '
+                          f'--overwrite=True starts over')
+    # results without their checkpoint (as committed to a repository) are not started over either
+    if any(os.path.exists(os.path.join(directory, f)) for f in ('eval.json', 'model.pt')) or read_log(
+            os.path.join(directory, 'log.csv'), math.inf):
+        raise ConfigError(f'{directory} holds the results of a run (log.csv, eval.json, model.pt) but no '
+                          f'checkpoint: --overwrite=True starts over')
+
+
 def find_checkpoint(config, directory):
     """The checkpoint a run continues (None: it starts from scratch), or a ConfigError; writes nothing."""
     # the run directory must be one, or be makeable (its nearest existing ancestor a directory this process
     # may write in): a mistyped --out_dir ends in one line, not in a traceback after the model is built
     if os.path.exists(directory) and not os.path.isdir(directory):
         raise ConfigError(f'{directory} exists and is not a directory')
-    parent = os.path.abspath(directory)
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent):
-        raise ConfigError(f'cannot make {directory}: {parent} is a file, not a directory')
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f'cannot make or write {directory}: no permission to write in {parent}')
+    makeable(directory)
     ckpt_path = os.path.join(directory, 'ckpt.pt')
     if config['init_from'] == 'scratch':
-        if not config['overwrite'] and os.path.exists(ckpt_path):
-            raise ConfigError(f'{directory} already holds a checkpoint: --init_from=resume continues it, '
-                              f'--overwrite=True starts over')
-        # results without their checkpoint (as committed to a repository) are not started over either
-        if not config['overwrite'] and (os.path.exists(os.path.join(directory, 'eval.json'))
-                                        or read_log(os.path.join(directory, 'log.csv'), math.inf)):
-            raise ConfigError(f'{directory} holds the results of a run (log.csv, eval.json) but no '
-                              f'checkpoint: --overwrite=True starts over')
+        refuse_to_overwrite(config, directory)
         return None
     ckpt = load_checkpoint(ckpt_path)
     # resume continues the run it finds: a flag that changes what the run computes is refused
@@ -184,15 +185,17 @@ def find_checkpoint(config, directory):
 def take(directory, config, ckpt):
     """Make and lock the run directory, write config.json and the log kept so far: (lock, log rows)."""
     os.makedirs(directory, exist_ok=True)
-    # owned while this process lives: an exclusive flock on directory/lock, which the kernel drops however the
-    # process ends (SIGKILL included). The empty file stays: removing it would race with the next owner
-    held = open(os.path.join(directory, 'lock'), 'a')
+    # owned while this process lives: an exclusive flock on the run directory itself, which the kernel drops
+    # however the process ends (SIGKILL included), and which no removed file can undo (a lock file could)
+    held = os.open(directory, os.O_RDONLY)
     try:
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        held.close()
-        raise ConfigError(f'{directory} is in use by another process (it holds {directory}/lock)') from None
-    atexit.register(held.close)  # at the end of a script run in-process too (as the tests run train.py)
+        os.close(held)
+        raise ConfigError(f'{directory} is in use by another process (it holds its lock)') from None
+    atexit.register(os.close, held)  # at the end of a script run in-process too (as the tests run train.py)
+    if ckpt is None:  # checked again under the lock: another run may have saved since find_checkpoint looked
+        refuse_to_overwrite(config, directory)
     ckpt_path, log_path = os.path.join(directory, 'ckpt.pt'), os.path.join(directory, 'log.csv')
     start = ckpt['iter'] if ckpt is not None else 0
     if ckpt is not None and load_checkpoint(ckpt_path)['iter'] != start:
@@ -202,7 +205,7 @@ def take(directory, config, ckpt):
         print(f'note: {log_path} is missing or empty: a new log starts at step {start}')
         rows = []
     if ckpt is None:  # a fresh run (--overwrite=True clears what an earlier one left)
-        for stale in ('ckpt.pt', 'eval.json'):
+        for stale in ('ckpt.pt', 'eval.json', 'model.pt'):
             with contextlib.suppress(FileNotFoundError):
                 os.remove(os.path.join(directory, stale))
     write_file(os.path.join(directory, 'config.json'), lambda f: json.dump(config, f, indent=2))

@@ -55,6 +55,8 @@ cpus_per_task = 4        # --cluster: CPU cores per job (and its OMP_NUM_THREADS
 mem_gb = 16              # --cluster: memory per job in GB (0: the cluster's default)
 # end of defaults
 DEFAULTS, HELPS = configurator.read_defaults(__file__, '# defaults', '# end of defaults')
+SLURM_FLAGS = ('max_parallel', 'timeout_min', 'partition', 'account', 'gpus_per_task', 'cpus_per_task',
+               'mem_gb')  # --cluster's
 LOWEST = dict(jobs=0, runs_per_gpu=1, max_parallel=1, timeout_min=1, gpus_per_task=0, cpus_per_task=1)
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPTS = {name: os.path.join(HERE, f'{name}.py') for name in ('train', 'eval_extrapolation', 'plot')}
@@ -91,19 +93,17 @@ def plan(path, opts):
         args = (configs + [f'--{k}={v}' for k, v in {**grid['flags'], **own}.items()] + opts['train_flags']
                 + [f'--seed={seed}', f'--out_dir={opts["out_dir"]}'])
         try:
-            config, base, stems, _ = configurator.parse(args, train.DEFAULTS, train.CHOICES)
             if any(a.startswith('--init_from=') for a in args):
                 raise ConfigError('no --init_from: the sweep decides')
-            checked = dict(config, device='cpu')  # the device is train.py's to check, where the run runs
-            warnings = train.check_config(checked)
-            directory = configurator.run_dir(config, base, stems)
+            # named as train.py names it; on a cluster the device is checked where the run runs
+            config, directory, warnings = train.configure(args, here=opts['cluster'] == 'none')
         except ConfigError as err:
             raise ConfigError(f'{path}: variant {name!r}, seed {seed}: {err}') from None
         if directory in where:
             raise ConfigError(f'{path}: variants {where[directory]!r} and {name!r} are one run: {directory}')
         where[directory] = name
         runs.append(SimpleNamespace(name=name, label=grid['labels'].get(name), from_axes=from_axes, seed=seed,
-                                    args=args, directory=directory, config=checked, device=config['device'],
+                                    args=args, directory=directory, config=config, device=config['device'],
                                     max_iters=config['max_iters'], warnings=warnings))
     if not runs:
         raise ConfigError(f'{path}: no variant (set axes or extra)')
@@ -211,6 +211,14 @@ def slots(opts, runs, experiment):
     return envs, None, f'here, {n} at a time on {where}, OMP_NUM_THREADS={threads}'
 
 
+def start(script, args, **kw):
+    """script.py args in a process of its own that gets SIGTERM when the thread that started it ends, even by
+    SIGKILL (Linux's PR_SET_PDEATHSIG, 1): no run or evaluation outlives the sweep."""
+    prctl = ctypes.CDLL(None).prctl if sys.platform == 'linux' else None  # looked up before the fork
+    return subprocess.Popen([sys.executable, SCRIPTS[script], *args], **kw,
+                            preexec_fn=prctl and (lambda: prctl(1, int(signal.SIGTERM))))
+
+
 class Task:
     """A run: train.py (resuming the checkpoint it finds), then eval_extrapolation.py with eval_flags, output
     appended to train.out and train.err. Called in a slot's thread, or by submitit where the run runs. Returns
@@ -230,15 +238,12 @@ class Task:
     def start(self, script, directory, args):
         """script.py, waited for: (its exit code, the last lines it wrote to train.err)."""
         os.makedirs(directory, exist_ok=True)
-        prctl = ctypes.CDLL(None).prctl if sys.platform == 'linux' else None  # looked up before the fork
         with open(os.path.join(directory, 'train.out'), 'a') as out, \
                 open(os.path.join(directory, 'train.err'), 'a') as err:
             offset = err.tell()
-            # a session of its own: the terminal's Ctrl-C reaches it once, through the sweep. SIGTERM when the
-            # thread that started it ends, even by SIGKILL (Linux's PR_SET_PDEATHSIG, 1): no orphan run
-            self.process = subprocess.Popen([sys.executable, SCRIPTS[script], *args], stdout=out, stderr=err,
-                                            env={**os.environ, **self.env}, start_new_session=True,
-                                            preexec_fn=prctl and (lambda: prctl(1, int(signal.SIGTERM))))
+            # a session of its own: the terminal's Ctrl-C reaches it once, through the sweep
+            self.process = start(script, args, stdout=out, stderr=err, env={**os.environ, **self.env},
+                                 start_new_session=True)
         if self.stopped:  # a signal that came while it started
             self.signal(self.stopped)
         self.process.wait()
@@ -342,6 +347,23 @@ def print_plan(grid, runs, states, n_variants, where, plots, opts):
         print(f'then  {command(script, ["RUN...", *flags])}  (RUN...: {len(chosen)} runs)', flush=True)
 
 
+def check_options(opts):
+    """What can be checked before the first run starts, so that no mistake waits for the grid to train."""
+    for key in ('train_flags', 'eval_flags'):
+        bad = [flag for flag in opts[key] if not flag.startswith('--')]
+        if bad:  # a config file here would override the grid's own
+            raise ConfigError(f'--{key}: {bad[0]!r} is not a --key=value flag (config files: the grid\'s)')
+    for key in ('out_dir', 'figures')[:1 + opts['plot']]:
+        if not opts[key].strip():
+            raise ConfigError(f'--{key}={opts[key]!r}: must name a folder (. for this one)')
+        free = shutil.disk_usage(configurator.makeable(opts[key])).free
+        if free < 2 ** 26:  # a d = 20 run keeps about 2 MB: this is a full disk
+            raise ConfigError(f'--{key}={opts[key]}: only {free / 2 ** 20:.0f} MB free on its disk')
+    idle = [f'--{k}' for k in SLURM_FLAGS if opts[k] != DEFAULTS[k]]
+    if idle and opts['cluster'] == 'none':
+        print(f'warning: {", ".join(idle)} change nothing without --cluster', file=sys.stderr)
+
+
 def main(argv):
     try:
         opts, _, _, positional = configurator.parse(argv, DEFAULTS, {'cluster': ('none', 'slurm', 'local')},
@@ -353,6 +375,7 @@ def main(argv):
                 opts['train_flags']), eval_flags=shlex.split(opts['eval_flags']))
         except ValueError as err:
             raise ConfigError(f'--seeds, --train_flags or --eval_flags: {err}') from None
+        check_options(opts)
         grid, runs, n_variants = plan(positional[0], opts)
         grid['eval_flags'] = grid['eval_flags'] + opts['eval_flags']  # the grid's, then ours
         plots = plot_groups(grid, runs, positional[0])
@@ -376,12 +399,18 @@ def main(argv):
             done += [run] if run_state(run)[0] == 'done' else []
     if len(done) < len(runs) and (opts['evaluate'] or opts['plot']):
         print(f'{len(runs) - len(done)} of {len(runs)} runs are unfinished; {len(done)} go on', flush=True)
-    failures = 0
+    failures, stop = 0, []
     for script, flags, chosen in finishing(grid, done, plots, opts):
-        rc = subprocess.call([sys.executable, SCRIPTS[script], *[r.directory for r in chosen], *flags])
-        if rc != 0:
-            print(f'{script}.py failed (exit code {rc})', flush=True)
+        process = start(script, [*[r.directory for r in chosen], *flags])
+        for s in (signal.SIGINT, signal.SIGTERM):  # passed on: it stops (each file whole or not written)
+            signal.signal(s, lambda signum, frame: stop.append(signum) or process.send_signal(signum))
+        if process.wait() != 0 and not stop:
+            print(f'{script}.py failed (exit code {process.returncode})', flush=True)
             failures += 1
+        if stop:
+            print(f'stopped by {signal.Signals(stop[0]).name} in {script}.py; the same command finishes it',
+                  flush=True)
+            return 128 + stop[0]
     if failed:
         print(f'\n{len(failed)} run(s) failed (their output: train.err in the run directory); the same '
               f'command again retries them:\n' + '\n'.join(f'  {run.directory}' for run in failed))

@@ -432,7 +432,7 @@ def test_cli_runs_and_writes_the_run_directory(tmp_path):
     assert result.returncode == 0, report(result)
     runs = os.listdir(tmp_path)
     assert len(runs) == 1 and 'n_keep=3,select=random' in runs[0] and runs[0].endswith(',seed=42')
-    assert sorted(os.listdir(tmp_path / runs[0])) == ['ckpt.pt', 'config.json', 'lock', 'log.csv']
+    assert sorted(os.listdir(tmp_path / runs[0])) == ['ckpt.pt', 'config.json', 'log.csv', 'model.pt']
     log = (tmp_path / runs[0] / 'log.csv').read_text().splitlines()
     assert log[0] == ','.join(LOG_COLUMNS) and len(log) == 3
     assert 'iter 20/20' in result.stdout and 'evaluate it with: python eval_extrapolation.py' in result.stdout
@@ -496,11 +496,8 @@ def test_an_int_where_a_float_is_expected_is_fine():
 @pytest.mark.parametrize('name', sorted(f[:-3] for f in os.listdir(os.path.join(HERE, 'config'))
                                          if f.endswith('.py') and not f.endswith('_grid.py')))
 def test_config_files_parse(name):
-    config, base, stems, _ = configurator.parse([os.path.join(HERE, 'config', name + '.py'), '--seed=451'],
-                                                train.DEFAULTS, train.CHOICES)
-    train.check_config(config)
-    assert stems == [name]
-    assert configurator.run_dir(config, base, stems) == os.path.join(config['out_dir'], f'{name},seed=451')
+    config, directory, _ = train.configure([os.path.join(HERE, 'config', name + '.py'), '--seed=451'])
+    assert directory == os.path.join(config['out_dir'], f'{name},seed=451')
 
 
 # -----------------------------------------------------------------------------

@@ -26,6 +26,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from types import SimpleNamespace
 from unittest import mock
 
 import pytest
@@ -99,16 +100,16 @@ def one_line_error(result, *words):
 
 def locked(directory):
     """Whether a process holds the run directory's flock (a try from here to take it fails)."""
-    path = os.path.join(directory, 'lock')
-    if not os.path.exists(path):
+    if not os.path.isdir(directory):
         return False
-    with open(path) as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(f, fcntl.LOCK_UN)
-        return False
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # and with it any lock this try took
+    return False
 
 
 def files(directory):
@@ -239,7 +240,7 @@ def test_full_disk_keeps_the_last_checkpoint(tmp_path, monkeypatch):
                           'the checkpoint of step 5 is kept')
     assert 'ckpt.pt' in line
     monkeypatch.undo()
-    assert sorted(os.listdir(directory)) == ['ckpt.pt', 'config.json', 'lock', 'log.csv']  # no .tmp
+    assert sorted(os.listdir(directory)) == ['ckpt.pt', 'config.json', 'log.csv']  # no .tmp
     assert not locked(directory)
     assert load_checkpoint(os.path.join(directory, 'ckpt.pt'))['iter'] == 5
     # space again: the run resumes from step 5, and the row of step 10 is logged once
@@ -430,10 +431,13 @@ def test_an_eval_json_with_a_word_for_a_number_is_refused(evaluated, tmp_path):
     (['--run_name=..'], 'plain name'), (['--run_name=.'], 'plain name'),
     (['--run_name=a/../..'], 'plain name'), (['--run_name=/tmp/elsewhere'], 'plain name'),
     (['--learning_rate=1e39'], 'learning_rate'), (['--out_dir='], 'out_dir'),
-    (['--lr_schedule=cosine', '--learning_rate=1e-5'], 'min_lr'),
+    (['--lr_schedule=cosine', '--learning_rate=1e-5', '--min_lr=5e-5'], 'min_lr'),
+    (['--n_loops=2', '--loss_window=5'], 'loss_window'), (['--n_loops=1001'], 'at most 1000'),
+    (['--n_loops_random=True', '--n_loops_draw=100000'], 'n_loops_draw'), (['--max_iters=0'], 'max_iters'),
     (['--inject=none', '--loss_window=1'], 'first loop only'), (['--n_loops_draw=-1'], 'n_loops_draw'),
     (['--curriculum_gate=-0.5'], 'curriculum_gate'),
-    (['--inject=none', '--loss_window=2', '--n_loops_random=True', '--n_loops_draw=3'], 'largest b=3')])
+    (['--inject=none', '--loss_window=2', '--n_loops_random=True', '--n_loops_draw=3'],
+     'must be 0 (all loops):')])
 def test_bad_values_are_one_line_errors(tmp_path, monkeypatch, flags, words):
     # --max_iters=5 first: a flag under test wins, and a regression ends soon instead of training
     monkeypatch.chdir(tmp_path)  # an empty --out_dir would write here
@@ -458,6 +462,35 @@ def test_flags_a_schedule_never_reads_are_not_checked(tmp_path):
     # min_lr is where cosine and wsd end: the constant schedule takes a learning rate below it
     code, _, err = cli('train.py', *TINY, '--max_iters=5', f'--out_dir={tmp_path}', '--learning_rate=1e-5')
     assert code == 0, err
+
+
+def test_defaults_the_user_did_not_set_follow_the_flags_that_did():
+    """An unset min_lr follows a small lr to a tenth of it; an unset loss window follows a smaller b, and with
+    inject=none covers every loop. Set by hand (even to the default's value), each is checked as given."""
+    def configured(*flags):
+        return train.configure([*TINY, *flags])[0]
+    assert configured('--lr_schedule=cosine', '--learning_rate=1e-5')['min_lr'] == pytest.approx(1e-6)
+    assert configured('--lr_schedule=cosine', '--learning_rate=3e-3')['min_lr'] == 5e-5  # the recipe's
+    assert configured('--loss_window=0', '--n_loops=3')['loss_window'] == 0
+    defaults = [f for f in TINY if not f.startswith('--loss_window=')]
+    assert train.configure([*defaults, '--n_loops=3'])[0]['loss_window'] == 3  # the default 5 follows b
+    assert train.configure([*defaults, '--inject=none'])[0]['loss_window'] == 0
+    with pytest.raises(configurator.ConfigError, match='loss_window'):
+        train.configure([*defaults, '--n_loops=3', '--loss_window=5'])  # 5 given, though it is the default
+
+
+def test_flags_that_change_nothing_are_said_and_keep_the_run_name():
+    base, directory, _ = train.configure(TINY)
+    for flags in (['--decay_iters=7'], ['--n_keep=0', '--select=random'], ['--n_loops_draw=9'],
+                  ['--n_loops_random=True', '--n_loops_draw=1', '--loss_window=1']):
+        config, named, said = train.configure([*TINY, *flags])
+        assert said and 'changes nothing' in said[-1] or 'as with n_loops_draw' in said[-1], (flags, said)
+        assert named == directory or flags[0] == '--n_loops_random=True', (flags, named)
+    wsd = train.configure([*TINY, '--lr_schedule=wsd', '--max_iters=30', '--warmup_iters=10',
+                           '--decay_iters=25'])
+    assert 'decay starts at the end of warmup' in wsd[2][0]
+    lrs = [train.get_lr(it, SimpleNamespace(**wsd[0])) for it in range(30)]
+    assert lrs[10] == pytest.approx(5e-4) and all(a >= b for a, b in zip(lrs[10:], lrs[11:]))  # no jump
 
 
 def test_config_file_that_exits_is_an_error(tmp_path):
@@ -526,7 +559,7 @@ def test_finite_divergence_ends_with_a_warning(tmp_path):
 
 
 @pytest.mark.parametrize('flags,words', [
-    (['--select=shuffle'], 'select=shuffle changes nothing: n_keep=0 keeps every example'),
+    (['--select=shuffle'], 'select=shuffle changes nothing (n_keep=0 keeps every example)'),
     (['--n_keep=3', '--truncate_after=2'], 'n_keep=3 cuts nothing: the cut, after loop truncate_after'),
     (['--n_keep=6'], 'n_keep=6 cuts nothing: it keeps all N=6 examples'),
     (['--n_keep=3', '--truncate_after=2', '--n_keep_schedule=shrink'],

@@ -97,11 +97,11 @@ def watching(condition, action, what):
     assert acted, f'the sweep ended before {what}'
 
 
-def tiny_runs(out, seeds='', train_flags=''):
+def tiny_runs(out, seeds='', train_flags='', grid=TINY):
     """The tiny grid's runs as sweep.py plans them: their train.py arguments and directories."""
     opts = {'seeds': [int(s) for s in seeds.split(',') if seeds], 'train_flags': train_flags.split(),
-            'out_dir': str(out)}
-    return sweep.plan(TINY, opts)[1]
+            'out_dir': str(out), 'cluster': 'none'}
+    return sweep.plan(grid, opts)[1]
 
 
 def plan_line(stdout, run):
@@ -210,6 +210,47 @@ def test_every_config_file_passes_train_checks(config):
     train.check_config(c)  # raises ConfigError on an impossible value or combination
 
 
+def test_the_sweep_names_each_run_as_train_does(tmp_path):
+    """From the config as checked: a default loss window that follows a smaller b is in both names."""
+    grid = tmp_path / 'short_grid.py'
+    with open(os.path.join(HERE, TINY)) as f:
+        grid.write_text(f.read().replace("'loss_window': 0, ", '').replace("'n_loops': 2", "'n_loops': 3"))
+    runs = tiny_runs(tmp_path, grid=str(grid))
+    for run in runs:
+        config, directory, _ = train.configure(run.args)
+        assert run.directory == directory and config['loss_window'] == 3 and 'loss_window=3' in directory
+
+
+@pytest.mark.parametrize('flags,words', [
+    (['--train_flags=config/laptop.py'], "'config/laptop.py' is not a --key=value flag"),
+    (['--figures='], "--figures='': must name a folder"), (['--figures=/proc/x'], 'cannot make'),
+    (['--out_dir=/proc/x'], 'cannot make'), (['--train_flags=--max_iters=0'], 'max_iters'),
+    *[(['--train_flags=--device=cuda'], 'not available')] * (not __import__('torch').cuda.is_available())])
+def test_the_sweep_checks_its_inputs_before_any_run(tmp_path, capsys, flags, words):
+    os.makedirs(tmp_path / 'out')
+    with pytest.raises(SystemExit) as exit:
+        sweep.main([TINY, f'--out_dir={tmp_path / "out"}', f'--figures={tmp_path / "figures"}', *flags])
+    err = capsys.readouterr().err.strip()
+    assert exit.value.code == 2 and words in err and len(err.splitlines()) == 1, err
+    assert os.listdir(tmp_path) == ['out'] and os.listdir(tmp_path / 'out') == []
+
+
+def test_sigterm_in_the_final_evaluation_stops_it_with_the_sweep(reference, tmp_path):
+    """SIGTERM while eval_extrapolation.py sums up: passed on, so that it stops too (no orphan), and the
+    sweep exits 143."""
+    out = tmp_path / 'out'
+    shutil.copytree(reference[0], out, ignore=shutil.ignore_patterns('figures'))
+    evaluating = lambda: processes(os.getpid(), sweep.SCRIPTS['eval_extrapolation'])  # noqa: E731
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)  # should the sweep not take it: not pytest
+    try:
+        with watching(evaluating, lambda: os.kill(os.getpid(), signal.SIGTERM), 'its evaluation'):
+            code, stdout = run_sweep(TINY, out, '--jobs=2')
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert code == 143 and 'stopped by SIGTERM in eval_extrapolation.py' in stdout, stdout
+    assert not evaluating() and not os.path.exists(out / 'figures')
+
+
 def test_sweep_trains_evaluates_and_plots(reference):
     out, stdout = reference
     runs = tiny_runs(out)
@@ -309,7 +350,7 @@ def test_a_killed_run_is_reported_and_resumed_from_its_checkpoint(reference, tmp
     locked, killed = tiny_runs(out, seeds='1')
     # the first run fails: its directory is locked by a live process (this one: flock, as train.py does)
     os.makedirs(locked.directory)
-    held = open(os.path.join(locked.directory, 'lock'), 'a')
+    held = os.open(locked.directory, os.O_RDONLY)
     fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
     run = killed.directory
 
@@ -335,10 +376,11 @@ def test_a_killed_run_is_reported_and_resumed_from_its_checkpoint(reference, tmp
     assert '2 run(s) failed' in stdout
     step, log = ckpt_iter(run), log_rows(run)
     assert 0 < step < MAX_ITERS
-    with open(os.path.join(run, 'lock')) as f:  # the kernel dropped the killed run's lock: free at once
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    free = os.open(run, os.O_RDONLY)  # the kernel dropped the killed run's lock: free at once
+    fcntl.flock(free, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.close(free)
 
-    held.close()  # and this process lets the first run go
+    os.close(held)  # and this process lets the first run go
     code, stdout = run_sweep(TINY, out, '--jobs=2', '--seeds=1', '--evaluate=False', '--plot=False')
     assert code == 0, stdout
     assert plan_line(stdout, killed).endswith(f'(from step {step} of {MAX_ITERS})')

@@ -100,7 +100,7 @@ grad_clip = 1.0          # clip the gradient's norm to this (0: no clipping)
 lr_schedule = 'wsd'      # constant | cosine (down to min_lr at max_iters) | wsd (hold, then cosine down)
 warmup_iters = 1000      # linear warmup over this many steps
 decay_iters = 4000       # wsd only: the cosine down to min_lr takes the last this many steps
-min_lr = 5e-5            # where cosine and wsd end
+min_lr = 5e-5            # where cosine and wsd end (unset: a tenth of learning_rate where that is lower)
 # system
 seed = 42                # model init, prompts, truncation draws
 device = 'auto'          # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps
@@ -112,39 +112,45 @@ wandb_run_name = ''      # '' names it after the run directory
 # end of defaults
 # -----------------------------------------------------------------------------
 DEFAULTS, HELPS = read_defaults(__file__, '# defaults:', '# end of defaults')
+MAX_LOOPS = 1000  # the most loops a training step may run (n_loops, n_loops_draw)
 CHOICES = {'init_from': ('scratch', 'resume'), 'task': TASKS, 'pos_emb': POS_EMBS, 'attention': ATTENTIONS,
            'inject': INJECTS, 'loss_on': LOSS_ONS, 'select': SELECTS, 'n_keep_schedule': SCHEDULES,
            'lr_schedule': ('constant', 'cosine', 'wsd'), 'optimizer': ('adamw', 'muon'),
            'dtype': ('auto', 'float32', 'bfloat16')}
 
 
-def check_config(c):
-    """Impossible values and combinations, caught before anything is written; curriculum starts above
-    their end are clipped to it. Returns the warnings worth printing (flags that change nothing)."""
+def check_config(c, given=(), base=None, here=True):
+    """Impossible values and combinations, caught before anything is written. Adjusts c: curriculum starts
+    above their end are clipped to it, and the loss window and min_lr follow b and the lr unless given (set by
+    a file or flag). Returns the warnings worth printing; a flag that changes nothing is one, and goes back to
+    its base value (the config files' or the default), so that it does not rename the run. here=False: the
+    device is checked where the run runs (sweep.py --cluster)."""
     def need(ok, key, what):
         if not ok:
             raise ConfigError(f'--{key}={c[key]!r}: {what}')
     for key in ('n_dims', 'n_points', 'n_layer', 'n_head', 'n_embd', 'mlp_size', 'n_loops', 'batch_size',
                 'val_prompts', 'eval_interval', 'log_interval', 'dims_step', 'dims_interval', 'points_step',
-                'points_interval', 'loops_step', 'loops_interval'):
+                'points_interval', 'loops_step', 'loops_interval', 'max_iters'):
         need(c[key] >= 1, key, 'must be at least 1')
-    for key in ('max_iters', 'warmup_iters', 'decay_iters', 'grad_clip', 'weight_decay', 'noise_std',
-                'n_loops_draw', 'curriculum_gate'):
+    for key in ('warmup_iters', 'decay_iters', 'grad_clip', 'weight_decay', 'noise_std', 'n_loops_draw',
+                'curriculum_gate'):
         need(c[key] >= 0, key, 'must be at least 0')
+    for key in ('n_loops', 'n_loops_draw'):  # a step's cost grows with b: past this, a typo
+        need(c[key] <= MAX_LOOPS, key, f'must be at most {MAX_LOOPS}')
     for key in ('dropout', 'beta1', 'beta2'):
         need(0 <= c[key] < 1, key, 'must be in [0, 1)')
     for key in ('seed', 'val_seed'):  # seed + 1 and seed * 1_000_003 + step must fit torch's 64 bits
         need(0 <= c[key] < 2 ** 32, key, 'must be in 0..2**32 - 1')
     need(c['out_dir'].strip() != '', 'out_dir', 'must name a folder (. for this one)')
     need(c['n_embd'] % c['n_head'] == 0, 'n_head', f'must divide n_embd={c["n_embd"]}')
-    if c['loss_window'] == DEFAULTS['loss_window'] > c['n_loops']:  # the default window follows a smaller b
-        c['loss_window'] = c['n_loops']
+    b_top = max(c['n_loops'], c['n_loops_draw']) if c['n_loops_random'] else c['n_loops']
+    if 'loss_window' not in given:  # the default window follows a smaller b; with inject=none, every loop
+        c['loss_window'] = 0 if c['inject'] == 'none' else min(c['loss_window'], c['n_loops'])
     need(0 <= c['loss_window'] <= c['n_loops'], 'loss_window', f'must be in 0 (all)..n_loops={c["n_loops"]}')
     # inject=none: the prompt enters the first loop only, so a window without it never trains read_in
-    b_top = max(c['n_loops'], c['n_loops_draw']) if c['n_loops_random'] else c['n_loops']
     need(c['inject'] != 'none' or c['loss_window'] in (0, b_top), 'loss_window',
-         f'with --inject=none must be 0 or the largest b={b_top}: the prompt enters the first loop only, '
-         f'and outside the window the embedding gets no gradient')
+         f'with --inject=none must be 0 (all loops){f" or b={b_top}" * (b_top == c["n_loops"])}: the prompt '
+         f'enters the first loop only, and outside the window the embedding gets no gradient')
     need(c['n_keep'] == 0 or 1 <= c['n_keep'] <= c['n_points'], 'n_keep',
          f'must be 0 (keep all) or in 1..n_points={c["n_points"]}')
     need(0 <= c['truncate_after'] <= c['n_loops'], 'truncate_after', f'must be in 0..n_loops={c["n_loops"]}')
@@ -152,27 +158,46 @@ def check_config(c):
     if c['task'] == 'sparse_linear':
         need(1 <= c['sparsity'] <= c['n_dims'], 'sparsity', f'must be in 1..n_dims={c["n_dims"]}')
     need(0 < c['learning_rate'] <= 1000, 'learning_rate', 'must be in (0, 1000]')  # 1e39 overflows fp32
+    if 'min_lr' not in given:  # a min_lr not set follows a small lr down (nanoGPT's: a tenth of it)
+        c['min_lr'] = min(c['min_lr'], c['learning_rate'] / 10)
     need(c['lr_schedule'] == 'constant' or 0 <= c['min_lr'] <= c['learning_rate'], 'min_lr',
          f'must be in [0, learning_rate={c["learning_rate"]}] (where {c["lr_schedule"]} ends)')
     for name, end in (('dims', 'n_dims'), ('points', 'n_points'), ('loops', 'n_loops')):
         need(c[f'{name}_start'] >= 0, f'{name}_start', 'must be at least 0 (0: no curriculum)')
         c[f'{name}_start'] = min(c[f'{name}_start'], c[end])
-    device = check_device(c['device'])
+    device = check_device(c['device'] if here else 'cpu')
     if c['dtype'] == 'bfloat16':
         need(device.type != 'mps', 'dtype', 'bfloat16 autocast is not supported on MPS')
+    return warnings(c, base or DEFAULTS)
+
+
+def warnings(c, base):
+    """What check_config warns of: a wsd decay longer than the run, and flags that change nothing (each set
+    back to its base value, so that the run's name holds only what changes it)."""
+    said = []
+    if c['lr_schedule'] == 'wsd' and c['decay_iters'] > c['max_iters'] - c['warmup_iters']:
+        said.append(f'decay_iters={c["decay_iters"]} is longer than the {c["max_iters"] - c["warmup_iters"]} '
+                    f'steps after warmup: the decay starts at the end of warmup (wsd is then a cosine)')
     cuts = 0 < c['n_keep'] < c['n_points'] and c['truncate_after'] < c['n_loops']
-    warnings = []
     if c['n_keep'] > 0 and not cuts:
-        warnings.append(f'n_keep={c["n_keep"]} cuts nothing: ' + (
+        said.append(f'n_keep={c["n_keep"]} cuts nothing: ' + (
             f'it keeps all N={c["n_points"]} examples' if c['n_keep'] >= c['n_points'] else
             f'the cut, after loop truncate_after={c["truncate_after"]}, would come after the last of the '
             f'n_loops={c["n_loops"]} loops'))
-    unused = [f'{k}={c[k]}' for k, default in (('select', 'first'), ('n_keep_schedule', 'constant'))
-              if c[k] != default]
-    if unused and not cuts:
-        why = 'n_keep=0 keeps every example' if c['n_keep'] == 0 else 'no example is cut (see above)'
-        warnings.append(f'{" and ".join(unused)} change{"s" * (len(unused) == 1)} nothing: {why}')
-    return warnings
+    same = base['n_loops_draw'] if base['n_loops_draw'] <= c['n_loops'] else 0  # a draw to b at most, named
+    if c['n_loops_random'] and c['n_loops_draw'] <= c['n_loops'] and c['n_loops_draw'] != same:
+        said.append(f'n_loops_draw={c["n_loops_draw"]} is no more than n_loops={c["n_loops"]}: b is drawn up '
+                    f'to n_loops, as with n_loops_draw={same}, which the run keeps')
+        c['n_loops_draw'] = same
+    why = 'n_keep=0 keeps every example' if c['n_keep'] == 0 else 'no example is cut (see above)'
+    idle = {'select': not cuts and why, 'n_keep_schedule': not cuts and why,
+            'decay_iters': c['lr_schedule'] != 'wsd' and f'only wsd has it, not {c["lr_schedule"]}',
+            'n_loops_draw': not c['n_loops_random'] and 'it needs n_loops_random=True'}
+    for key, reason in idle.items():  # any value of these is the same run: it keeps the base one
+        if reason and c[key] != base[key]:
+            said.append(f'{key}={c[key]} changes nothing ({reason}): the run keeps {key}={base[key]}')
+            c[key] = base[key]
+    return said
 
 
 def get_lr(it, c):
@@ -181,7 +206,7 @@ def get_lr(it, c):
     if c.lr_schedule == 'constant':
         return c.learning_rate
     # wsd holds the peak while the curricula grow the task, and decays only at the end
-    start = c.warmup_iters if c.lr_schedule == 'cosine' else c.max_iters - c.decay_iters
+    start = c.warmup_iters if c.lr_schedule == 'cosine' else max(c.warmup_iters, c.max_iters - c.decay_iters)
     progress = min(1.0, max(0.0, (it - start) / max(1, c.max_iters - start)))
     return c.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (c.learning_rate - c.min_lr)
 
@@ -228,12 +253,20 @@ def validate(model, c, val_set, ctx, d_now, N_now, b_now, train_loss, first_loss
     return errs, text, diverged
 
 
+def configure(argv, here=True):
+    """Flags -> (config as checked and adjusted, its run directory, warnings), or a ConfigError; writes
+    nothing. The one place a run is named, for train.py and sweep.py alike."""
+    given = set()
+    config, base, stems, _ = parse(argv, DEFAULTS, CHOICES, __doc__, HELPS, given=given)
+    said = check_config(config, given, base, here)
+    return config, run_dir(config, base, stems), said
+
+
 def open_run(argv):
     """Flags -> (config, run directory, checkpoint to resume or None), or a ConfigError; writes nothing."""
-    config, base, stems, _ = parse(argv, DEFAULTS, CHOICES, __doc__, HELPS)
-    for warning in check_config(config):
+    config, directory, said = configure(argv)
+    for warning in said:
         print(f'warning: {warning}', file=sys.stderr)
-    directory = run_dir(config, base, stems)
     return config, directory, rundir.find_checkpoint(config, directory)
 
 
