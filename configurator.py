@@ -211,8 +211,9 @@ def shell_command(script, args):
 def find_runs(patterns, need):
     """Run directories named or matched by the patterns that hold one of the files `need`, in order, once."""
     runs = []
-    for pattern in patterns:
-        matches = [p for p in sorted(glob.glob(pattern)) if os.path.isdir(p)]
+    for pattern in patterns:  # a path that is there is that run, whatever it holds ([1], *); else a pattern
+        matches = [p for p in ([pattern] if os.path.exists(pattern) else sorted(glob.glob(pattern)))
+                   if os.path.isdir(p)]
         found = [p for p in matches if any(os.path.isfile(os.path.join(p, n)) for n in need)]
         if not found:
             raise ConfigError(f'{pattern}: no run directory with a {" or ".join(need)} there')

@@ -116,44 +116,120 @@ def model_errors(model, xs, ys, n_loops, first_loop=1, n_keep=None, seed=0):
     return query_error(preds, ys, xs.size(2)), change
 
 
-# ----- the loop lens: the weights w_t the model implies after loop t, beside least squares and GD
+# ----- the loop lens: the weights w_t the model implies after loop t, and which algorithm's iterate they are
 
 LENS_PROMPTS = 256  # the lens reads the first this many prompts, each d + 2 times (d probes, 0, its query)
 LENS_TOL = 0.1  # f_t reads as linear where its mean affine error and intercept (relative) are below this
-GD_STEP_SIZES = torch.logspace(-1.5, 0.5, 41, dtype=torch.float64)  # step c / k: c from 0.03 to 3.2
+LS_TOL = 0.01  # w_t reads as least squares itself within this distance of it (relative to ||w_LS||)
+NULL_MARGIN = 0.5  # a family explains a loop only where it is nearer w_t than this times the null's distance
+SPECTRUM_BINS = 6  # log-spaced bins of lambda / lambda_max for the spectral view
+# each family's grid, fitted per prompt, in order from w = 0 towards least squares
+FAMILIES = {'gd': torch.cat((torch.arange(50.), torch.logspace(1.7, 5, 100).round())).unique().double(),
+            'ridge': torch.logspace(6, -8, 141, dtype=torch.float64),
+            'newton': torch.arange(41, dtype=torch.float64)}
+PARAMS = {'gd': 'steps s, of size 1 / lambda_max (as the gd baseline)', 'ridge': 'log10 lambda',
+          'newton': 'iterations k, M_0 = XtX / lambda_max^2, M_k+1 = 2 M_k - M_k XtX M_k, w_k = M_k Xty'}
 
 
-def gd_path(xs, ys, n_steps=200):
-    """(w_GD (n_steps + 1, B, d), step sizes c, w_LS (B, d)): w_GD(s) is s steps of gradient descent from 0
-    on the examples' mean squared error, at the c nearest w_LS (||.||^2 / ||w_LS||^2, mean over prompts: for
-    noiseless isotropic x, the expected query error). A loop nearer w_LS than the last step reads as it."""
-    X, y = xs[:, :-1].double(), ys[:, :-1].double().unsqueeze(-1)  # (B, k, d), (B, k, 1)
-    c, k = GD_STEP_SIZES, X.size(1)
-    gram, grad_at_0 = X.mT @ X / k, X.mT @ y / k  # (B, d, d), (B, d, 1)
-    w_ls = torch.linalg.pinv(X) @ y  # (B, d, 1), min-norm
-    w = X.new_zeros(X.size(0), X.size(2), len(c))  # (B, d, C): a run per step size, side by side
-    path, sizes = [w[..., 0]], [0.0]
-    for _ in range(n_steps):
-        w = w - c * (gram @ w - grad_at_0)
-        dist = ((w - w_ls).norm(dim=1) / w_ls.norm(dim=1)).pow(2).mean(0)  # (C,); a diverged c: inf or NaN
-        best = dist.nan_to_num(nan=math.inf).argmin()
-        path.append(w[..., best])
-        sizes.append(c[best].item())
-    return torch.stack(path), sizes, w_ls.squeeze(-1)
+def kept_examples(config, n_keep, scores, n_loops):
+    """(B, n): the examples a cut model still holds at loop n_loops, as model.py's select keeps them (the
+    first or last n, or the n highest scores; cuts nest, so a shrinking cut's last n says which); None if
+    no cut applies. n_keep: None for the model's own cut, 0 for none."""
+    B, N = scores.shape
+    n = config.n_keep if n_keep is None else n_keep
+    if not 0 < n < N or config.truncate_after >= n_loops:
+        return None
+    if config.select in ('first', 'last'):
+        return torch.arange(n).expand(B, n) + (0 if config.select == 'first' else N - n)
+    return scores.topk(n, dim=1).indices
+
+
+def filters(lam):
+    """Each family's filter (B, P, d) at every parameter of its grid, for the eigenvalues lam (B, d,
+    ascending) of XtX: the fraction of w_LS's component along each eigen-direction that its iterate from w = 0
+    holds (1 - the shrinkage). Each iterate is a function of XtX applied to Xty = XtX w_LS, so it is
+    V diag(filter) Vt w_LS (V: the eigenvectors)."""
+    lam = lam.clamp_min(0).unsqueeze(1)  # (B, 1, d); eigh may give -1e-15 for 0
+    x = lam / lam[..., -1:].clamp_min(1e-300)  # lambda / lambda_max
+    s, mu, k = (grid.view(-1, 1) for grid in FAMILIES.values())  # (P, 1)
+    return {'gd': 1 - (1 - x) ** s,  # w <- w - (XtX w - Xty) / lambda_max: (1 - x)^s of w_LS remains
+            'ridge': lam / (lam + mu),  # (XtX + mu I)^-1 Xty
+            'newton': 1 - (1 - x ** 2) ** 2 ** k}  # 1 - lambda m_k starts at 1 - x^2 and squares each step
+
+
+def nearest(u, c, phi, norm):
+    """The family's iterate nearest each w (u: (..., B, d) in the eigenbasis, where w_LS is c (B, d)): its
+    distance / ||w_LS|| (..., B) and its index in the grid, the first within 1% (or float32's reading) of the
+    nearest: past convergence the iterates tie, and the nearest of them would be noise."""
+    it = phi * c.unsqueeze(1)  # (B, P, d): the iterates
+    d2 = u.pow(2).sum(-1, keepdim=True) - 2 * torch.einsum('...bd,bpd->...bp', u, it) + it.pow(2).sum(-1)
+    dist = d2.clamp_min(0).sqrt()  # (..., B, P)
+    idx = (dist <= 1.01 * dist.min(-1, keepdim=True).values + 1e-6 * norm.unsqueeze(-1)).double().argmax(-1)
+    return dist.gather(-1, idx.unsqueeze(-1)).squeeze(-1) / norm, idx
+
+
+def spectral_view(x, u, c, fitted, loops):
+    """1 - w_i / (w_LS)_i per eigen-direction i (0: as least squares, 1: nothing of it), binned by
+    x = lambda_i / lambda_max (B, d) and averaged over directions and prompts weighted by (w_LS)_i^2 (a ratio
+    is as well measured as w_LS's component is large), for the model (u: (loops, B, d)) and each family at its
+    fitted parameters (fitted: {name: filter (loops, B, d)}), at the loops given."""
+    lo = min(0.1, x[x > 1e-10].quantile(0.01).item())  # a decade at least; any below: the first bin
+    edges = torch.logspace(math.log10(lo), 0, SPECTRUM_BINS + 1, dtype=torch.float64)
+    bins = torch.nn.functional.one_hot(torch.bucketize(x, edges[1:-1]), SPECTRUM_BINS).double()  # (B, d, K)
+    sel = [t - 1 for t in loops]
+    weight = (c.pow(2).unsqueeze(-1) * bins).sum((0, 1))  # (bins,); 0 in an empty bin: NaN, null in the json
+    binned = lambda v: [[None if math.isnan(s) else s for s in row]
+                        for row in (1 - torch.einsum('lbd,bdk->lk', v[sel] * c, bins) / weight).tolist()]
+    return {'loops': loops, 'edges': edges.tolist(), 'model': binned(u),
+            **{name: binned(f * c) for name, f in fitted.items()}}
+
+
+def calibrated(w, X, y, linear, loops, generator):
+    """The reading of w (n_loops, B, d) against the families' iterates on examples X (B, n, d), y (B, n), and
+    against a null: w_LS plus isotropic noise as far from it as w is, per prompt and loop. A family explains a
+    loop where it is nearer w than NULL_MARGIN times the null's distance to it (means over prompts)."""
+    lam, V = torch.linalg.eigh(X.mT @ X)  # (B, d), (B, d, d)
+    w_ls = (torch.linalg.pinv(X) @ y.unsqueeze(-1)).squeeze(-1)  # (B, d), min-norm
+    norm = w_ls.norm(dim=-1).clamp_min(1e-12)  # (B,)
+    c, u = (w_ls.unsqueeze(1) @ V).squeeze(1), (w.unsqueeze(-2) @ V).squeeze(-2)  # in the eigenbasis
+    r = (u - c).norm(dim=-1, keepdim=True)  # (loops, B, 1)
+    z = torch.randn(u.shape, generator=generator, dtype=u.dtype)  # isotropic in any orthonormal basis
+    both = torch.stack((u, c + r * z / z.norm(dim=-1, keepdim=True)))  # (2, loops, B, d): the model, the null
+    out, ratio, fitted = {'to_ls': mean_sem(r.squeeze(-1) / norm), 'families': {}}, [], {}
+    for name, phi in filters(lam).items():
+        dist, idx = nearest(both, c, phi, norm)  # (2, loops, B)
+        grid = FAMILIES[name].log10() if name == 'ridge' else FAMILIES[name]
+        out['families'][name] = {'dist': mean_sem(dist[0]), 'null': mean_sem(dist[1]),
+                                 'param': mean_sem(grid[idx[0]])}
+        ratio.append((dist[0].mean(-1) / dist[1].mean(-1)).nan_to_num(nan=math.inf))  # (loops,)
+        fitted[name] = phi[torch.arange(len(c)), idx[0]]  # (loops, B, d): the filter at its fitted parameter
+    best, near = torch.stack(ratio).min(0)
+    names, to_ls = list(fitted), out['to_ls']['mean']
+    out['nearest'] = [names[i] for i in near.tolist()]  # the family nearest w, relative to the null's
+    # no family's iterate describes a loop that is not linear, and at least squares they all converge
+    out['explains'] = ['not linear' if not lin else 'least_squares' if ls < LS_TOL else
+                       out['nearest'][t] if q < NULL_MARGIN else 'none'
+                       for t, (lin, ls, q) in enumerate(zip(linear, to_ls, best.tolist()))]
+    out['spectrum'] = spectral_view(lam.clamp_min(0) / lam[:, -1:], u, c, fitted, loops)
+    return out
 
 
 @torch.no_grad()
 def loop_lens(model, xs, ys, n_loops, n_keep=None, seed=0):
     """The model after loop t = 1..n_loops as a function of the query, f_t: its weights
-    w_t = (f_t(sqrt(d) e_j) - f_t(0)) / sqrt(d), their distance to least squares and the GD step nearest them,
-    in one pass over d + 2 copies of each prompt (d probes, 0, its own query; the causal mask hides the query
-    from the rest). Where f_t is not linear (no mask, a nonlinear model), affine_err and intercept say so."""
+    w_t = (f_t(sqrt(d) e_j) - f_t(0)) / sqrt(d), in one pass over d + 2 copies of each prompt (d probes, 0,
+    its own query; the causal mask hides the query from the rest), read against gradient descent, ridge,
+    Newton and least squares on the prompt's examples (calibrated). Where f_t is not linear (no mask, a
+    nonlinear model), affine_err and intercept say so. A cut model (n_keep: None for its own cut, 0 for none)
+    is read against the examples it keeps (those past its cut; loops up to truncate_after saw all N), and
+    against all N."""
     B, P, d = xs.shape
     scale = d ** 0.5  # probes as long as a typical x
     queries = torch.cat((scale * torch.eye(d), torch.zeros(1, d))).expand(B, d + 1, d)
     queries = torch.cat((queries, xs[:, -1:]), dim=1)  # (B, d + 2, d)
     copies = torch.cat((xs[:, None, :-1].expand(B, d + 2, P - 1, d), queries.unsqueeze(2)), dim=2)
-    scores = torch.rand(B, P - 1, generator=make_generator(seed))  # one random cut per prompt and its copies
+    generator = make_generator(seed)  # one random cut per prompt and its copies, then the null's noise
+    scores = torch.rand(B, P - 1, generator=generator)
     f, _ = model_predictions(model, copies.flatten(0, 1), ys.repeat_interleave(d + 2, 0), n_loops,
                              n_keep=n_keep, scores=scores.repeat_interleave(d + 2, 0))
     f = f.double().view(n_loops, B, d + 2)
@@ -162,18 +238,21 @@ def loop_lens(model, xs, ys, n_loops, n_keep=None, seed=0):
     rms = f_x.pow(2).mean(1, keepdim=True).sqrt().clamp_min(1e-12)  # a typical prediction, per loop
     affine_err = (f_x - f_0 - (w * xs[:, -1].double()).sum(-1)).abs() / rms
     intercept = f_0.abs() / rms
-    path, sizes, w_ls = gd_path(xs, ys)
-    ls_norm = w_ls.norm(dim=-1)  # (B,)
-    dist = torch.cdist(w.transpose(0, 1), path.transpose(0, 1), compute_mode='donot_use_mm_for_euclid_dist')
-    to_gd = dist.min(-1).values  # (B, loops)
-    # the fewest GD steps as near w_t as any (within 1%, or float32's reading): once GD has converged, the
-    # steps after it tie, and the nearest of them would be noise
-    gd_step = (dist <= 1.01 * to_gd.unsqueeze(-1) + 1e-6 * ls_norm.view(-1, 1, 1)).float().argmax(-1)
-    return {'n_prompts': B, 'probe_scale': scale, 'gd_max_steps': len(sizes) - 1, 'tol': LENS_TOL,
-            'to_ls': mean_sem((w - w_ls).norm(dim=-1) / ls_norm), 'gd_step': mean_sem(gd_step.T),
-            'to_gd': mean_sem(to_gd.T / ls_norm), 'affine_err': mean_sem(affine_err),
-            'intercept': mean_sem(intercept),
-            'linear': (torch.maximum(affine_err.mean(1), intercept.mean(1)) < LENS_TOL).tolist()}
+    linear = (torch.maximum(affine_err.mean(1), intercept.mean(1)) < LENS_TOL).tolist()
+    X, y = xs[:, :-1].double(), ys[:, :-1].double()  # (B, N, d), (B, N)
+    keep = kept_examples(model.config, n_keep, scores, n_loops)  # (B, n) or None
+    lens = {'n_prompts': B, 'probe_scale': scale, 'tol': LENS_TOL, 'ls_tol': LS_TOL,
+            'null_margin': NULL_MARGIN, 'gd_max_steps': int(FAMILIES['gd'][-1]), 'params': PARAMS,
+            'reference': 'all' if keep is None else 'kept',
+            'affine_err': mean_sem(affine_err), 'intercept': mean_sem(intercept), 'linear': linear}
+    if keep is not None:  # least squares on all N as well, and the kept examples for the families
+        w_all = (torch.linalg.pinv(X) @ y.unsqueeze(-1)).squeeze(-1)  # (B, d)
+        lens['to_ls_all'] = mean_sem((w - w_all).norm(dim=-1) / w_all.norm(dim=-1).clamp_min(1e-12))
+        X, y = X.gather(1, keep.unsqueeze(-1).expand(-1, -1, d)), y.gather(1, keep)
+    lens['n_reference'] = X.size(1)  # the examples least squares and the families are fitted on
+    # the spectral view at b_train, every tenth loop and the last
+    loops = sorted({1, model.config.n_loops, n_loops, *range(10, n_loops, 10)} & set(range(1, n_loops + 1)))
+    return {**lens, **calibrated(w, X, y, linear, loops, generator)}
 
 
 # ----- a run's eval.json, and the summary over runs
@@ -216,49 +295,75 @@ def reusable(path, identity, settings):
     if not os.path.isfile(path):
         return None
     result = read_eval(path)
-    stale = identity is not None and (result.get('checkpoint') != identity or 'lens' not in result)
+    # a lens from before its calibration (no 'explains') is computed again too
+    stale = identity is not None and (result.get('checkpoint') != identity
+                                      or 'explains' not in result.get('lens', {}))
     return None if stale or result.get('eval') != settings else dict(result, reused=True)
+
+
+def lens_cells(rs, b):
+    """The lens at loop b over the seeds' results rs: what explains w_b in most seeds (and in how many, where
+    they differ), and the family nearest w_b relative to the noise null: its distance vs the null's (means
+    over seeds)."""
+    said, near = ([r['lens'][key][b - 1] for r in rs] for key in ('explains', 'nearest'))
+    top, fam = (max(sorted(set(v)), key=v.count) for v in (said, near))  # ties: the first alphabetically
+    dist, null = (np.mean([r['lens']['families'][fam][key]['mean'][b - 1] for r in rs])
+                  for key in ('dist', 'null'))
+    return [top + (f' ({said.count(top)}/{len(said)})' if len(set(said)) > 1 else ''),
+            f'{fam} {dist:.2g} vs {null:.2g}']
 
 
 def print_summary(results, variants):
     """One line per variant [(label, indices into results)]: query error at b_train, at b = 50 and at
-    max_loops (all N examples), at a few k, and the lens at b_train."""
+    max_loops (all N examples), at a few k, and the lens at b_train (lens_cells)."""
     config, e = results[0]['config'], results[0]['eval']
     N, d, B = config['n_points'], config['n_dims'], e['max_loops']
     ks = sorted({max(1, d // 2), d, 2 * d, N} & set(range(N + 1)))
     loops = sorted({min(50, B), B})  # the experiments' b = 50, and the last loop scored
     print(f'\nquery error (squared error / d), mean ± std over seeds, on {e["n_prompts"]} prompts '
-          f'(k columns: the first {e["k_prompts"]}; lens: ||w_b - w_LS|| / ||w_LS||, the nearest GD step):')
+          f'(k columns: the first {e["k_prompts"]}; lens at b_train: ||w_b - w_LS|| / ||w_LS||, the '
+          f'algorithm that explains w_b, nearer than {NULL_MARGIN:g} x a noise null at w_b\'s distance from '
+          f'LS, or none, and the family nearest relative to the null, its distance to w_b vs the null\'s):')
     rows = [['variant', 'seeds', 'b_train', 'at b_train', *(f'at b={b}' for b in loops),
-             *(f'k={k} at b_train' for k in ks), 'w to LS at b_train', 'GD step at b_train']]
+             *(f'k={k} at b_train' for k in ks), 'w to LS at b_train', 'b_train explained by',
+             'nearest vs null at b_train']]
     for label, idx in variants:
         rs, b = [results[i] for i in idx], results[idx[0]]['b_train']
         # each cell's values over seeds; None ('-') where b_train > max_loops or an eval.json has no lens
+        # (or one from before its calibration, without 'explains')
+        lens = b <= B and all('explains' in r.get('lens', {}) for r in rs)
         cells = [[r['err_vs_loops']['mean'][t - 1] for r in rs] if t <= B else None for t in [b, *loops]]
         cells += [[r['err_vs_k']['model_b_train']['mean'][k] for r in rs]
                   if all(k < len(r['k']) for r in rs) else None for k in ks]
-        cells += [[r['lens'][key]['mean'][b - 1] for r in rs] if b <= B and all('lens' in r for r in rs)
-                  else None for key in ('to_ls', 'gd_step')]
+        cells.append([r['lens']['to_ls']['mean'][b - 1] for r in rs] if lens else None)
         rows.append([label, str(len(rs)), str(b)] + ['-' if v is None else f'{np.mean(v):.4g}' + (
-            f' ± {np.std(v, ddof=1):.2g}' if len(v) > 1 else '') for v in cells])  # mean ± std over seeds
+            f' ± {np.std(v, ddof=1):.2g}' if len(v) > 1 else '') for v in cells]  # mean ± std over seeds
+                    + (lens_cells(rs, b) if lens else ['-'] * 2))
     widths = [max(len(r[j]) for r in rows) for j in range(len(rows[0]))]
     for r in rows:
         print('  '.join(c.rjust(w) if j else c.ljust(w) for j, (c, w) in enumerate(zip(r, widths))))
 
 
+def options(argv):
+    """(flags, the settings an eval.json records, run patterns), or a ConfigError (sweep.py's check too)."""
+    opts, _, _, patterns = parse(argv, DEFAULTS, usage=__doc__, helps=HELPS, files=False,
+                                 lowest={'max_loops': 1, 'n_prompts': 2, 'gd_steps': 0})
+    if not patterns:
+        raise ConfigError('name the run directories: python eval_extrapolation.py out/RUN [out/RUN ...]')
+    if not 0 <= opts['seed'] < 2 ** 32:
+        raise ConfigError(f'--seed={opts["seed"]}: must be in 0..2**32 - 1')
+    if opts['k_prompts'] < 0 or opts['k_prompts'] == 1:
+        raise ConfigError(f'--k_prompts={opts["k_prompts"]}: must be 0 (all) or at least 2')
+    # the settings an eval.json records, and must match to be reused (k_prompts 0: all)
+    settings = {key: value for key, value in opts.items() if key not in ('device', 'reuse', 'labels')}
+    settings['k_prompts'] = min(opts['k_prompts'] or opts['n_prompts'], opts['n_prompts'])
+    check_device(opts['device'])
+    return opts, settings, patterns
+
+
 def main(argv):
     try:
-        opts, _, _, patterns = parse(argv, DEFAULTS, usage=__doc__, helps=HELPS, files=False,
-                                     lowest={'max_loops': 1, 'n_prompts': 2, 'gd_steps': 0})
-        if not patterns:
-            raise ConfigError('name the run directories: python eval_extrapolation.py out/RUN [out/RUN ...]')
-        if not 0 <= opts['seed'] < 2 ** 32:
-            raise ConfigError(f'--seed={opts["seed"]}: must be in 0..2**32 - 1')
-        if opts['k_prompts'] < 0 or opts['k_prompts'] == 1:
-            raise ConfigError(f'--k_prompts={opts["k_prompts"]}: must be 0 (all) or at least 2')
-        # the settings an eval.json records, and must match to be reused (k_prompts 0: all)
-        settings = {key: value for key, value in opts.items() if key not in ('device', 'reuse', 'labels')}
-        settings['k_prompts'] = min(opts['k_prompts'] or opts['n_prompts'], opts['n_prompts'])
+        opts, settings, patterns = options(argv)
         device = check_device(opts['device'])
         runs = find_runs(patterns, ('ckpt.pt', 'model.pt', 'eval.json'))
         models, results = {}, {}  # every checkpoint loads before any eval.json is written

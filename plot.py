@@ -20,7 +20,7 @@ import matplotlib
 matplotlib.use('Agg')  # files only: no display needed, works on a headless machine
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from configurator import (ConfigError, exit_on_errors, fail, find_runs, group_runs, parse, read_defaults,
                           read_json, rename_variants, split_list)
@@ -39,9 +39,10 @@ ERROR = 'query error (squared error / d)'
 BASELINE_STYLE = {'least_squares': ('least squares{exact}', '0.0', 'o'), 'ridge': ('ridge', '0.35', 's'),
                   'knn': ('3-nearest neighbours', '0.55', '^'), 'averaging': ('averaging', '0.55', 'v'),
                   'gd': ('gradient descent ({gd_steps} steps)', '0.2', 'x')}
-LENS_PANELS = (('to_ls', '||w_b - w_LS|| / ||w_LS||', 'distance to least squares'),
-               ('gd_step', 'GD steps s with w_GD(s) nearest w_b', 'the gradient-descent step it matches'),
-               ('affine_err', '|f_b(x) - f_b(0) - w_b . x| / rms f_b', 'how far f_b is from linear'))
+# the lens's families: line style (distances), marker (spectral view), legend
+LENS_STYLE = {'least_squares': (':', None, 'least squares (the null is as far from it as w_b)'),
+              'gd': ('-', 'D', 'gradient descent (step 1 / largest eigenvalue)'),
+              'ridge': ('--', 's', 'ridge'), 'newton': ('-.', '^', 'iterative Newton (Newton-Schulz)')}
 
 
 def load_run(path):
@@ -61,7 +62,7 @@ def load_run(path):
             raise ConfigError(f'{file} is malformed (no column {", ".join(sorted(missing))})')
     if os.path.isfile(os.path.join(path, 'eval.json')):
         run['eval'] = read_eval(os.path.join(path, 'eval.json'))
-    step = (run['eval'] or {}).get('checkpoint', {}).get('iter')  # a run extended after its evaluation
+    step = ((run['eval'] or {}).get('checkpoint') or {}).get('iter')  # a run extended after its evaluation
     if run['log'] is not None and step is not None and step < run['log']['iter'][-1]:
         print(f'warning: {path}/eval.json is of step {step} and its log runs to step '
               f'{run["log"]["iter"][-1]:.0f}: eval_extrapolation.py {path} brings it up to date')
@@ -118,12 +119,11 @@ def draw_eval(ax, runs, color, label, key, sub=None, **kw):
 def label_axes(ax, xlabel, ylabel, title=None, means=None, floor=1e-7):
     """Axis labels and title; given the mean lines, a log y axis with limits from them alone, so that a wide
     band or an exact zero doesn't squash the plot."""
-    if means is not None:
+    values = np.concatenate([np.ravel(m) for m in means or [[]]])
+    values = values[np.isfinite(values) & (values > floor)]
+    if values.size:  # nothing to scale by (every value null, as in a damaged eval.json): a linear axis
         ax.set_yscale('log')
-        values = np.concatenate([np.ravel(m) for m in means])
-        values = values[np.isfinite(values) & (values > floor)]
-        if values.size:
-            ax.set_ylim(values.min() / 1.5, values.max() * 1.5)
+        ax.set_ylim(values.min() / 1.5, values.max() * 1.5)
     ax.set(xlabel=xlabel, ylabel=ylabel)
     if title:
         ax.set_title(title, fontsize='medium')
@@ -218,32 +218,65 @@ def plot_error_vs_examples(variants, out, name):
 
 
 def plot_lens(variants, out, name):
-    """The loop lens: the weights w_b the model implies after loop b, beside least squares and gradient
-    descent. An x marks loops that are not linear in some seed (f_b's mean affine error or intercept above
-    the tolerance, dashed in the last panel): there w_b describes the model poorly."""
-    fig, axes = plt.subplots(1, 3, figsize=(19, 4.5), layout='constrained')
-    means = {key: [] for key, *_ in LENS_PANELS}
+    """The loop lens: the weights w_b the model implies after loop b, against the iterates of gradient
+    descent, ridge and Newton (each fitted per prompt) and a noise null at w_b's distance from least squares;
+    w_b's shrinkage per eigen-direction beside each family's filter; and how linear f_b is. An x marks loops
+    that are not linear in some seed (dashed line, last panel): there w_b describes the model poorly."""
+    fig, (ax_d, ax_s, ax_l) = plt.subplots(1, 3, figsize=(19, 4.5), layout='constrained')
+    dist_means, lin_means = [], []
     for label, color, runs in variants:
+        lenses, b_train = [r['eval']['lens'] for r in runs], runs[0]['eval']['b_train']
         nonlinear = [b for r in runs for b, linear in zip(r['eval']['loops'], r['eval']['lens']['linear'])
                      if not linear]  # in some seed
-        for ax, (key, _, _) in zip(axes, LENS_PANELS):
-            x, mean = draw_eval(ax, runs, color, label, 'lens', key)
-            off = np.isin(x, nonlinear)
-            ax.plot(x[off], mean[off], 'x', color=color, ms=7)
-            ax.axvline(runs[0]['eval']['b_train'], color=color, ls=':', lw=1.5)
-            means[key].append(mean)
-    for ax, (key, ylabel, title) in zip(axes, LENS_PANELS):
-        if key == 'gd_step':  # 0 steps, and 1 to the cap, spaced by ratio
-            ax.set_yscale('symlog', linthresh=1)
-        label_axes(ax, 'inference loops b', ylabel, title, None if key == 'gd_step' else means[key], floor=0)
-    lens = variants[0][2][0]['eval']['lens']
-    axes[1].axhline(lens['gd_max_steps'], color='0.4', ls='-.', lw=1, label='the GD steps computed (cap)')
-    axes[1].set_ylim(bottom=0)
-    axes[2].axhline(lens['tol'], color='0.4', ls='--', lw=1, label='tolerance: f_b reads as linear below')
-    axes[0].plot([], [], 'x', color='0.4', label='f_b not linear (some seed)')
-    axes[0].plot([], [], color='0.4', ls=':', label='b_train (dotted, in the variant\'s colour)')
-    finish(fig, out, name, 'The loop under a lens: the weights each loop implies (read at '
-           'probe queries), next to least squares and gradient descent (best step size per step count)')
+        # thick: w_b's distance to least squares and to each family's nearest iterate; thin: the null's
+        curves = [('least_squares', 'to_ls', 1.5)] + [(f, key, lw) for f in lenses[0]['families']
+                                                      for key, lw in (('dist', 1.5), ('null', 0.7))]
+        for family, key, lw in curves:
+            stat = [lens['to_ls'] if key == 'to_ls' else lens['families'][family][key] for lens in lenses]
+            x, mean = draw(ax_d, [(r['eval']['loops'], s['mean']) for r, s in zip(runs, stat)], color,
+                           sem=stat[0]['sem'], ls=LENS_STYLE[family][0], lw=lw)
+            dist_means.append(mean)
+        to_ls = dist_means[-len(curves)]  # the first curve: least squares
+        x, mean = draw_eval(ax_l, runs, color, label, 'lens', 'affine_err')  # the variant's legend entry
+        for ax, m in ((ax_d, to_ls), (ax_l, mean)):
+            ax.plot(x[np.isin(x, nonlinear)], m[np.isin(x, nonlinear)], 'x', color=color, ms=7)
+            ax.axvline(b_train, color=color, ls=':', lw=1.5)
+        lin_means.append(mean)
+        for b, ls in {runs[0]['eval']['eval']['max_loops']: '--', b_train: '-'}.items():  # once if equal
+            draw_spectrum(ax_s, lenses, b, color, ls)
+    label_axes(ax_d, 'inference loops b', '||w_b - w|| / ||w_LS||, w: the nearest iterate',
+               'distance to each family (thick) and the noise null\'s (thin)', dist_means)
+    label_axes(ax_s, 'eigenvalue of XᵀX / the largest, binned', 'shrinkage 1 - (w_b)_i / (w_LS)_i',
+               'shrinkage per eigen-direction (0: as least squares)')
+    ax_s.set_xscale('log')
+    for axis in (ax_s.xaxis.set_major_formatter, ax_s.xaxis.set_minor_formatter):  # 0.1 0.2 0.5 1: no overlap
+        axis(FuncFormatter(lambda v, _: f'{v:g}' if f'{v:.0e}'[0] in '125' else ''))
+    label_axes(ax_l, 'inference loops b', '|f_b(x) - f_b(0) - w_b . x| / rms f_b',
+               'how far f_b is from linear', lin_means, floor=0)
+    ax_l.axhline(lenses[0]['tol'], color='0.4', ls='--', lw=1, label='tolerance: f_b reads as linear below')
+    for ls, marker, text in LENS_STYLE.values():  # the key to the families: line style, spectrum marker
+        ax_d.plot([], [], color='0.4', ls=ls, marker=marker, ms=5, mfc='none', label=text)
+    ax_d.plot([], [], 'x', color='0.4', label='f_b not linear (some seed)')
+    ax_d.plot([], [], color='0.4', ls=':', label='b_train (dotted, in the variant\'s colour)')
+    ax_s.plot([], [], color='0.4', marker='o', lw=2, label='w_b at b_train (solid) and the last b (dashed)')
+    finish(fig, out, name, 'The loop under a lens: the weights each loop implies (read at probe queries) '
+           'against gradient descent, ridge, Newton and least squares, and a noise null')
+
+
+def draw_spectrum(ax, lenses, b, color, ls):
+    """w_b's binned shrinkage at loop b (thick, mean and spread over the seeds' lenses) and each family's
+    filter at its fitted parameters (thin, its marker), where the lens holds loop b."""
+    spectra = [lens['spectrum'] for lens in lenses]
+    if b not in spectra[0]['loops']:
+        return
+    i, edges = spectra[0]['loops'].index(b), np.array(spectra[0]['edges'])  # one prompt set: the same bins
+    x = np.sqrt(edges[1:] * edges[:-1])  # the bins' geometric centres
+    draw(ax, [(x, s['model'][i]) for s in spectra], color, ls=ls, lw=2)
+    for family in lenses[0]['families']:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', RuntimeWarning)  # a bin no eigenvalue fell in: NaN, not drawn
+            mean = np.nanmean(np.array([s[family][i] for s in spectra], dtype=float), axis=0)
+        ax.plot(x, mean, color=color, ls=ls, lw=0.7, marker=LENS_STYLE[family][1], ms=5, mfc='none')
 
 
 def select_variants(runs, only, labels):
@@ -276,13 +309,13 @@ def main(argv):
     variants = [(wrap(label), f'C{i}', [runs[j] for j in idx]) for i, (label, idx) in enumerate(variants)]
     has_log, has_eval = (lambda r: r['log'] is not None), (lambda r: r['eval'] is not None)
     eval_json = 'an eval.json (python eval_extrapolation.py RUN ...)'
-    lens_json = 'an eval.json with the lens (python eval_extrapolation.py RUN ...)'
+    lens_json = 'an eval.json with the calibrated lens (python eval_extrapolation.py RUN ...)'
     for name, can_draw, needs, plot_figure in (
             ('performance', has_log, 'a log.csv with rows', plot_training),
             ('loss_comparison', has_log, 'a log.csv with rows', plot_training),
             ('extrapolation', has_eval, eval_json, plot_extrapolation),
             ('error_vs_examples', has_eval, eval_json, plot_error_vs_examples),
-            ('lens', lambda r: 'lens' in (r['eval'] or {}), lens_json, plot_lens)):
+            ('lens', lambda r: 'explains' in (r['eval'] or {}).get('lens', {}), lens_json, plot_lens)):
         kept = [(label, color, [r for r in runs if can_draw(r)]) for label, color, runs in variants]
         kept = [v for v in kept if v[2]]  # a variant with no run to draw is left out
         if kept:

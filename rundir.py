@@ -34,10 +34,12 @@ def write_file(path, write, mode='w'):
             f.flush()
             os.fsync(f.fileno())
         os.replace(path + '.tmp', path)
-    except (OSError, RuntimeError) as err:  # RuntimeError: torch.save's own, as on a full disk
+    except BaseException as err:  # whatever failed (a full disk, Ctrl-C, a bug), no .tmp is left behind
         with contextlib.suppress(OSError):
             os.remove(path + '.tmp')
-        raise ConfigError(f'cannot write {path}: {err}') from None
+        if isinstance(err, (OSError, RuntimeError)):  # RuntimeError: torch.save's own, as on a full disk
+            raise ConfigError(f'cannot write {path}: {err}') from None
+        raise
 
 
 def save_checkpoint(path, state, kept=None):
@@ -118,16 +120,32 @@ def read_eval(path):
     try:
         n_loops, n_k = ev['eval']['max_loops'], len(ev['k'])
         if (ev['loops'] != list(range(1, n_loops + 1)) or ev['k'] != list(range(n_k))
-                or not isinstance(ev['config'], dict) or type(ev['b_train']) is not int):
-            raise ValueError('loops not 1..max_loops, k not 0..N, or no config or whole b_train')
+                or not isinstance(ev['config'], dict) or type(ev['b_train']) is not int
+                or not isinstance(ev.get('checkpoint') or {}, dict)):
+            raise ValueError('loops not 1..max_loops, k not 0..N, no config or whole b_train, or a '
+                             'checkpoint that is not {iter, ...}')
         stats = [(ev['err_vs_loops'], n_loops)] + [(ev['err_vs_k'][name], n_k) for name in EVAL_CURVES]
         nums = [*(ev['eval'][k] for k in ('seed', 'n_prompts', 'gd_steps')),
                 *(ev['seconds'][k] for k in ('loop_sweep', 'k_sweep'))]
         curves = [(ev['fixed_point'], n_loops)]
-        if 'lens' in ev:  # an eval.json from before the lens has none
-            stats += [(ev['lens'][key], n_loops) for key in ('to_ls', 'gd_step', 'affine_err')]
-            curves.append((ev['lens']['linear'], n_loops))
-            nums += [ev['lens']['gd_max_steps'], ev['lens']['tol']]
+        lens = ev.get('lens', {})  # an eval.json from before the lens has none
+        if lens:  # one from before its calibration (no 'explains') read GD steps alone
+            calibrated = 'explains' in lens
+            keys = ('to_ls', 'affine_err') + ('gd_step',) * (not calibrated)
+            stats += [(lens[key], n_loops) for key in keys]
+            stats += [(f[k], n_loops) for f in lens.get('families', {}).values() for k in ('dist', 'null')]
+            curves.append((lens['linear'], n_loops))
+            nums += [lens['gd_max_steps'], lens['tol']]
+            if calibrated:  # a reading per loop; the spectral view, a row of bins per loop it was taken at
+                spectrum = lens['spectrum']
+                n_bins, rows = len(spectrum['edges']) - 1, [spectrum[n] for n in ('model', *lens['families'])]
+                if not (len(lens['families']) == 3 and all(type(v) is str for v in lens['explains'] +
+                                                            lens['nearest'])
+                        and len(lens['explains']) == len(lens['nearest']) == n_loops
+                        and all(isinstance(r, list) and len(r) == len(spectrum['loops']) for r in rows)):
+                    raise ValueError('the lens has not three families, a reading per loop or its spectrum')
+                curves += [(spectrum['loops'], len(spectrum['loops'])), (spectrum['edges'], n_bins + 1)]
+                curves += [(row, n_bins) for r in rows for row in r]
         curves += [(s[key], n) for s, n in stats for key in ('mean', 'sem')] + [(nums, len(nums))]
         for values, n in curves:
             if not (isinstance(values, list) and len(values) == n

@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from types import SimpleNamespace
 
 import configurator
+import eval_extrapolation
 import train
 from configurator import ConfigError
 from rundir import load_checkpoint, read_log
@@ -378,6 +379,8 @@ def main(argv):
         check_options(opts)
         grid, runs, n_variants = plan(positional[0], opts)
         grid['eval_flags'] = grid['eval_flags'] + opts['eval_flags']  # the grid's, then ours
+        if opts['evaluate']:  # checked now, not once every run has trained
+            eval_extrapolation.options(grid['eval_flags'] + ['RUN'])
         plots = plot_groups(grid, runs, positional[0])
         states = [run_state(run) for run in runs]  # an unreadable checkpoint stops the sweep here
         todo = [run for run, (state, _) in zip(runs, states) if state != 'done']

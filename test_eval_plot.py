@@ -20,9 +20,9 @@ import torch
 
 import eval_extrapolation
 import plot
-from configurator import group_runs
+from configurator import find_runs, group_runs
 from data import first_k, least_squares, make_generator, validation_set
-from eval_extrapolation import baselines, gd_path, loop_lens, model_errors, query_error
+from eval_extrapolation import baselines, loop_lens, model_errors, query_error
 from model import LoopedGPT, LoopedGPTConfig
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -131,22 +131,40 @@ def test_fixed_point_matches_a_hand_run_loop():
 
 def test_summary_reads_each_column_at_its_loop(capsys):
     """print_summary on hand-made results whose numbers name their place (after loop b the error is b, plus
-    100 in the second seed): a wrong loop or k shows, and '-' stands where b_train is past max_loops."""
-    def result(b_train, offset=0):
+    100 in the second seed): a wrong loop or k shows, and '-' stands where b_train is past max_loops. The
+    lens: what explains b_train in most seeds (in how many, where they differ), the nearest family vs null."""
+    def result(b_train, offset=0, said='ridge'):
         loops = range(1, 61)
+        lens = {'to_ls': {'mean': [b / 1000 for b in loops]},
+                'explains': [said if b == b_train else 'gd' for b in loops], 'nearest': ['newton'] * 60,
+                'families': {'newton': {'dist': {'mean': [b / 100 for b in loops]},
+                                        'null': {'mean': [b + offset for b in loops]}}}}
         return {'config': {'n_points': 4, 'n_dims': 2}, 'b_train': b_train, 'k': [0, 1, 2, 3, 4],
                 'eval': {'max_loops': 60, 'n_prompts': 8, 'k_prompts': 8},
                 'err_vs_loops': {'mean': [b + offset for b in loops]},
                 'err_vs_k': {'model_b_train': {'mean': [1000 + k for k in range(5)]}},
-                'lens': {'to_ls': {'mean': [b / 1000 for b in loops]},
-                         'gd_step': {'mean': [2 * b for b in loops]}}}
-    eval_extrapolation.print_summary([result(10), result(10, 100), result(70)], [('a', [0, 1]), ('b', [2])])
-    rows = [re.split(r' {2,}', row.strip()) for row in capsys.readouterr().out.splitlines()[-3:]]
+                'lens': lens}
+    eval_extrapolation.print_summary([result(10), result(10, 100), result(70), *(result(5, 0, s) for s in (
+        'none', 'newton', 'none'))], [('a', [0, 1]), ('b', [2]), ('c', [3, 4, 5])])
+    rows = [re.split(r' {2,}', row.strip()) for row in capsys.readouterr().out.splitlines()[-4:]]
     assert rows == [['variant', 'seeds', 'b_train', 'at b_train', 'at b=50', 'at b=60', 'k=1 at b_train',
-                     'k=2 at b_train', 'k=4 at b_train', 'w to LS at b_train', 'GD step at b_train'],
+                     'k=2 at b_train', 'k=4 at b_train', 'w to LS at b_train', 'b_train explained by',
+                     'nearest vs null at b_train'],
                     ['a', '2', '10', '60 ± 71', '100 ± 71', '110 ± 71', '1001 ± 0', '1002 ± 0',
-                     '1004 ± 0', '0.01 ± 0', '20 ± 0'],
-                    ['b', '1', '70', '-', '50', '60', '1001', '1002', '1004', '-', '-']]
+                     '1004 ± 0', '0.01 ± 0', 'ridge', 'newton 0.1 vs 60'],
+                    ['b', '1', '70', '-', '50', '60', '1001', '1002', '1004', '-', '-', '-'],
+                    ['c', '3', '5', '5 ± 0', '50 ± 0', '60 ± 0', '1001 ± 0', '1002 ± 0', '1004 ± 0',
+                     '0.005 ± 0', 'none (2/3)', 'newton 0.05 vs 5']]
+
+
+def test_a_run_path_that_exists_is_taken_as_it_is_and_a_pattern_otherwise(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name in ('run[1]', 'run1', 'a*', 'ab'):
+        os.makedirs(name)
+        open(os.path.join(name, 'eval.json'), 'w').close()
+    assert find_runs(['run[1]'], ['eval.json']) == ['run[1]']  # not run1, which [1] matches as a pattern
+    assert find_runs(['a*'], ['eval.json']) == ['a*']
+    assert find_runs(['a?', 'run?'], ['eval.json']) == ['a*', 'ab', 'run1']
 
 
 def test_group_runs_by_config_less_seed():
@@ -165,76 +183,177 @@ def test_group_runs_by_config_less_seed():
 # the loop lens, on stand-in models whose reading is known
 
 class StandIn(torch.nn.Module):
-    """A "model" whose loop t predicts f(t, xs, ys, scores) at the query: what the lens must read back."""
+    """A "model" whose loop t predicts f(t, xs, ys, scores) at the query: what the lens must read back.
+    config: the LoopedGPTConfig fields the lens reads (b_train as n_loops, and the cut)."""
 
-    def __init__(self, f):
+    def __init__(self, f, **config):
         super().__init__()
         self.f, self.ln_f = f, torch.nn.Identity()  # the sweep hooks ln_f (never run: no fixed-point data)
         self.weight = torch.nn.Parameter(torch.zeros(1))  # the sweep reads the device off the parameters
+        self.config = LoopedGPTConfig(**config)
 
     def forward(self, xs, ys, n_loops, loss_window, n_keep=None, scores=None):
         loops = range(n_loops - loss_window + 1, n_loops + 1)
         return [self.f(t, xs, ys, scores).float().unsqueeze(1) for t in loops], None  # the query's, last
 
 
-def gd_numpy(X, y, n_steps, c):
-    """n_steps of gradient descent from 0 on one prompt's mean squared error, step c / k, in plain numpy."""
-    w = np.zeros(X.shape[1])
-    for _ in range(n_steps):
-        w = w - c / len(y) * X.T @ (X @ w - y)
+# each family's iterate on one prompt, in plain numpy, step by step from w = 0
+def gd_numpy(X, y, s):  # step 1 / the largest eigenvalue of XᵀX, as the gd baseline's
+    w, step = np.zeros(X.shape[1]), 1 / np.linalg.eigvalsh(X.T @ X).max()
+    for _ in range(s):
+        w = w - step * X.T @ (X @ w - y)
     return w
 
 
+def ridge_numpy(X, y, lam):
+    return np.linalg.solve(X.T @ X + lam * np.eye(X.shape[1]), X.T @ y)
+
+
+def newton_numpy(X, y, k):  # Newton-Schulz towards (XᵀX)^-1 from XᵀX / lambda_max^2
+    G = X.T @ X
+    M = G / np.linalg.eigvalsh(G).max() ** 2
+    for _ in range(k):
+        M = 2 * M - M @ G @ M
+    return M @ X.T @ y
+
+
+def ls_numpy(X, y):
+    return np.linalg.lstsq(X, y, rcond=None)[0]
+
+
+def noisy_ls(scale):
+    """Least squares plus isotropic noise of norm scale * ||w_LS||, the same for every copy of a prompt."""
+    def weights(t, X, y):
+        w, rng = ls_numpy(X, y), np.random.default_rng(int(np.abs(X).sum() * 1e6))
+        z = rng.standard_normal(len(w))
+        return w + scale * np.linalg.norm(w) * z / np.linalg.norm(z)
+    return weights
+
+
 def each_prompt(weights):
-    """A stand-in's f from weights(X (k, d), y (k,)) -> w of one prompt: the prediction w . x_query."""
+    """A stand-in's f from weights(t, X (k, d), y (k,)) -> w of one prompt: the prediction w . x_query."""
     def f(t, xs, ys, scores):
         X, Y, q = xs[:, :-1].double().numpy(), ys[:, :-1].double().numpy(), xs[:, -1].double().numpy()
         return torch.tensor([weights(t, X[i], Y[i]) @ q[i] for i in range(len(q))])
     return f
 
 
-def test_gd_path_is_gradient_descent_at_its_best_step_size():
-    xs, ys = validation_set('linear', 16, 8, 3, seed=1)
-    path, sizes, w_ls = gd_path(xs, ys, n_steps=20)
-    X, Y = xs[:, :-1].double().numpy(), ys[:, :-1].double().numpy()
-    assert np.allclose(w_ls.numpy(), [np.linalg.lstsq(X[i], Y[i], rcond=None)[0] for i in range(16)])
-    assert sizes[0] == 0 and np.all(path[0].numpy() == 0) and len(path) == len(sizes) == 21
-    for s in (1, 3, 20):
-        assert np.allclose(path[s].numpy(), [gd_numpy(X[i], Y[i], s, sizes[s]) for i in range(16)])
-        # the step size is the grid's best for s: nearest least squares, mean over prompts
-        w = w_ls.numpy()
-        dist = [np.mean([np.sum((gd_numpy(X[i], Y[i], s, c) - w[i]) ** 2) / np.sum(w[i] ** 2)
-                         for i in range(16)]) for c in eval_extrapolation.GD_STEP_SIZES.tolist()]
-        assert sizes[s] == eval_extrapolation.GD_STEP_SIZES[int(np.nanargmin(dist))].item(), s
+RIDGE = eval_extrapolation.FAMILIES['ridge'].tolist()  # the ridge lambdas the lens fits
 
 
-def test_lens_reads_loop_t_of_gradient_descent_as_step_t():
+@pytest.mark.parametrize('N, d', [(8, 3), (3, 5)])  # (3, 5): fewer examples than dimensions
+def test_family_filters_are_the_iterates(N, d):
+    """Each family's iterate from its filter, V diag(filter) Vᵀ w_LS, against the iteration itself."""
+    xs, ys = validation_set('linear', 8, N, d, seed=1)
+    X, y = xs[:, :-1].double(), ys[:, :-1].double()
+    lam, V = torch.linalg.eigh(X.mT @ X)
+    w_ls = torch.linalg.pinv(X) @ y.unsqueeze(-1)  # (B, d, 1)
+    phi = eval_extrapolation.filters(lam)
+    for family, brute, params in (('gd', gd_numpy, [0, 1, 3, 20, 200]), ('ridge', ridge_numpy, RIDGE[:-1:20]),
+                                  ('newton', newton_numpy, [0, 1, 3, 6])):
+        grid = eval_extrapolation.FAMILIES[family].tolist()
+        for p in params:
+            w = (V @ (phi[family][:, grid.index(p)].unsqueeze(-1) * (V.mT @ w_ls))).squeeze(-1)
+            expected = [brute(X[i].numpy(), y[i].numpy(), p) for i in range(8)]
+            assert np.allclose(w.numpy(), expected, rtol=1e-6, atol=1e-9), (family, p)
+
+
+@pytest.mark.parametrize('family, weights, params', [
+    ('gd', gd_numpy, [1, 2, 3, 4, 5, 6]), ('ridge', ridge_numpy, RIDGE[30:80:10]),
+    ('newton', newton_numpy, [0, 1, 2, 3])])
+def test_lens_reads_each_family_as_itself(family, weights, params):
+    """Loop t of a stand-in is the family's iterate at params[t - 1]: the lens fits that parameter to every
+    prompt, at distance 0, and names the family, clearly nearer than the noise null."""
     xs, ys = validation_set('linear', 24, 8, 3, seed=2)
-    _, sizes, _ = gd_path(xs, ys)
-    lens = loop_lens(StandIn(each_prompt(lambda t, X, y: gd_numpy(X, y, t, sizes[t]))), xs, ys, n_loops=6)
-    assert lens['gd_step']['mean'] == [1, 2, 3, 4, 5, 6] and lens['gd_step']['sem'] == [0] * 6
-    assert max(lens['to_gd']['mean']) < 1e-5 and max(lens['affine_err']['mean']) < 1e-5
-    assert all(lens['linear'])
-    assert 0.05 < lens['to_ls']['mean'][-1] < lens['to_ls']['mean'][0] < 1  # on its way to least squares
+    lens = loop_lens(StandIn(each_prompt(lambda t, X, y: weights(X, y, params[t - 1]))), xs, ys, len(params))
+    assert lens['explains'] == [family] * len(params) and all(lens['linear'])
+    fit = lens['families'][family]
+    expected = np.log10(params) if family == 'ridge' else params
+    assert fit['param']['mean'] == pytest.approx(expected) and max(fit['param']['sem']) < 1e-9
+    assert max(fit['dist']['mean']) < 1e-5
+    assert min(fit['null']['mean']) > 0.02  # the null is far from the family...
+    assert min(lens['to_ls']['mean']) > eval_extrapolation.LS_TOL  # ...and w_t from least squares
 
 
-def test_lens_reads_least_squares_at_distance_0_and_flags_what_is_not_linear():
-    xs, ys = validation_set('linear', 24, 16, 3, seed=2)  # N = 16: GD reaches w_LS well within its 200 steps
-    w_ls = lambda t, X, y: np.linalg.lstsq(X, y, rcond=None)[0]
-    lens = loop_lens(StandIn(each_prompt(w_ls)), xs, ys, n_loops=3)
-    assert max(lens['to_ls']['mean']) < 1e-5 and all(lens['linear']) and max(lens['intercept']['mean']) < 1e-6
-    # as many GD steps as GD takes to reach it (the fewest of the steps that tie, past convergence)
-    path, _, w = gd_path(xs, ys)
-    converged = ((path - w).norm(dim=-1) / w.norm(dim=-1) < 5e-7).double().argmax(0).double()  # first such s
-    assert 10 < lens['gd_step']['mean'][0] <= converged.mean() and len(set(lens['gd_step']['mean'])) == 1
+@pytest.mark.parametrize('N, d', [(16, 3), (3, 5), (8, 1)])  # the review's: N < d, and d = 1
+def test_lens_reads_least_squares_as_itself_and_noise_as_none(N, d):
+    xs, ys = validation_set('linear', 64, N, d, seed=2)
+    lens = loop_lens(StandIn(each_prompt(lambda t, X, y: ls_numpy(X, y))), xs, ys, n_loops=2)
+    assert max(lens['to_ls']['mean']) < 1e-5 and lens['explains'] == ['least_squares'] * 2
+    if d == 1:  # in one dimension every family holds least squares itself: there is no telling them apart
+        return
+    # least squares plus noise at 10% and 50% of its norm (the review's 10% read as "GD step 16.7")
+    noisy = each_prompt(lambda t, X, y: noisy_ls(0.4 * t - 0.3)(t, X, y))
+    lens = loop_lens(StandIn(noisy), xs, ys, n_loops=2)
+    assert lens['to_ls']['mean'] == pytest.approx([0.1, 0.5], rel=1e-4) and lens['explains'] == ['none'] * 2
+
+
+def test_lens_flags_what_is_not_linear():
+    xs, ys = validation_set('linear', 24, 16, 3, seed=2)
+    w_ls = each_prompt(lambda t, X, y: ls_numpy(X, y))
     # linear for two loops, then (w . x)^2: the reading is flagged from loop 3 on
-    square = lambda t, xs, ys, scores: (each_prompt(w_ls)(t, xs, ys, scores) ** (1 if t <= 2 else 2))
+    square = lambda t, xs, ys, scores: (w_ls(t, xs, ys, scores) ** (1 if t <= 2 else 2))
     lens = loop_lens(StandIn(square), xs, ys, n_loops=4)
     assert lens['linear'] == [True, True, False, False] and min(lens['affine_err']['mean'][2:]) > 0.1
+    assert lens['explains'] == ['least_squares'] * 2 + ['not linear'] * 2
+    # gradient descent's prediction bent by its square: its probes read no family
+    gd = each_prompt(lambda t, X, y: gd_numpy(X, y, t))
+    bent = lambda t, xs, ys, scores: gd(t, xs, ys, scores) + 0.3 * gd(t, xs, ys, scores) ** 2
+    assert loop_lens(StandIn(bent), xs, ys, n_loops=3)['explains'] == ['not linear'] * 3
     # an intercept: the slope still reads as least squares, and the loop is flagged
-    lens = loop_lens(StandIn(lambda t, xs, ys, s: each_prompt(w_ls)(t, xs, ys, s) + 1), xs, ys, n_loops=2)
+    lens = loop_lens(StandIn(lambda t, xs, ys, s: w_ls(t, xs, ys, s) + 1), xs, ys, n_loops=2)
     assert max(lens['to_ls']['mean']) < 1e-5 and min(lens['intercept']['mean']) > 0.1
     assert not any(lens['linear'])
+
+
+@pytest.mark.parametrize('family, weights, p, shrink', [
+    ('gd', gd_numpy, 3, lambda lam, p: (1 - lam / lam.max()) ** p),
+    ('ridge', ridge_numpy, RIDGE[60], lambda lam, p: p / (lam + p))])
+def test_spectral_view_is_the_shrinkage_per_eigenvalue(family, weights, p, shrink):
+    """The binned shrinkage of a family's iterate: (w_LS)_i^2-weighted means of the filter's shrinkage per bin
+    of lambda / lambda_max, computed here from numpy's eigenvectors; the family's own curve at its fitted
+    parameter the same; least squares 0 and the zero predictor 1 in every bin."""
+    xs, ys = validation_set('linear', 32, 10, 5, seed=3)
+    fs = {1: weights, 2: lambda X, y, p: ls_numpy(X, y), 3: lambda X, y, p: 0 * ls_numpy(X, y)}
+    spec = loop_lens(StandIn(each_prompt(lambda t, X, y: fs[t](X, y, p)), n_loops=2), xs, ys, 3)['spectrum']
+    assert spec['loops'] == [1, 2, 3] and len(spec['edges']) == eval_extrapolation.SPECTRUM_BINS + 1
+    num, den = np.zeros(eval_extrapolation.SPECTRUM_BINS), np.zeros(eval_extrapolation.SPECTRUM_BINS)
+    for X, y in zip(xs[:, :-1].double().numpy(), ys[:, :-1].double().numpy()):
+        lam, V = np.linalg.eigh(X.T @ X)
+        c2 = (V.T @ ls_numpy(X, y)) ** 2
+        bins = np.clip(np.searchsorted(spec['edges'], lam / lam.max()) - 1, 0, len(num) - 1)
+        np.add.at(num, bins, shrink(lam, p) * c2)
+        np.add.at(den, bins, c2)
+    assert spec['model'][0] == pytest.approx(num / den, abs=1e-5)
+    assert spec[family][0] == pytest.approx(num / den, abs=1e-5)
+    assert spec['model'][1] == pytest.approx([0] * len(num), abs=1e-5)
+    assert spec['model'][2] == pytest.approx([1] * len(num), abs=1e-5)
+
+
+@pytest.mark.parametrize('select', ['first', 'last', 'random', 'shuffle'])
+def test_lens_reads_a_cut_model_against_the_examples_it_keeps(select):
+    """A stand-in cut to 3 of 8 examples in d = 5 that runs least squares (loop 1) and 2 steps of gradient
+    descent (loop 2) on the examples it keeps, chosen here from the scores as model.py's select chooses."""
+    def f(t, xs, ys, scores):
+        X, Y, q = xs[:, :-1].double().numpy(), ys[:, :-1].double().numpy(), xs[:, -1].double().numpy()
+        keep = {'first': [[0, 1, 2]] * len(q), 'last': [[5, 6, 7]] * len(q)}.get(select)
+        keep = (-scores.numpy()).argsort(1)[:, :3] if keep is None else keep
+        fit = ls_numpy if t == 1 else lambda X, y: gd_numpy(X, y, 2)
+        return torch.tensor([fit(X[i, k], Y[i, k]) @ q[i] for i, k in enumerate(keep)])
+    xs, ys = validation_set('linear', 32, 8, 5, seed=4)
+    model = StandIn(f, n_keep=3, select=select, truncate_after=0)
+    lens = loop_lens(model, xs, ys, n_loops=2, seed=7)
+    assert lens['reference'] == 'kept' and lens['n_reference'] == 3
+    assert lens['to_ls']['mean'][0] < 1e-5 and min(lens['to_ls_all']['mean']) > 0.3  # 3 < d: not w
+    assert lens['explains'] == ['least_squares', 'gd'] and lens['families']['gd']['param']['mean'][1] == 2
+    # model.py keeps those very examples
+    scores = torch.rand(32, 8, generator=make_generator(7))
+    kept = eval_extrapolation.kept_examples(model.config, None, scores, 2).sort(1).values
+    assert torch.equal(kept, tiny_model(n_keep=3, select=select).select(8, 3, scores).sort(1).values)
+    # run uncut (--full_context), or cut after the last loop: all N examples are the reference
+    assert loop_lens(model, xs, ys, n_loops=2, n_keep=0)['reference'] == 'all'
+    late = StandIn(f, n_keep=3, truncate_after=2).config
+    assert eval_extrapolation.kept_examples(late, None, scores, 2) is None
 
 
 def test_lens_gives_every_copy_of_a_prompt_the_same_random_cut():
@@ -261,7 +380,10 @@ def test_lens_matches_a_pass_per_probe_of_a_real_model(kw):
     w = torch.stack([f(p) - f(torch.zeros(3)) for p in probes], dim=-1) / 3 ** 0.5  # (4, B, 3)
     w_ls = torch.linalg.lstsq(xs[:, :-1].double(), ys[:, :-1].double().unsqueeze(-1)).solution.squeeze(-1)
     to_ls = ((w - w_ls).norm(dim=-1) / w_ls.norm(dim=-1)).mean(1)
-    assert lens['to_ls']['mean'] == pytest.approx(to_ls.tolist(), rel=1e-4)
+    # a cut model's to_ls is to least squares on the examples it keeps (here 3 = d: w, as on all 8)
+    key = 'to_ls_all' if kw.get('n_keep') else 'to_ls'
+    assert lens[key]['mean'] == pytest.approx(to_ls.tolist(), rel=1e-4)
+    assert lens['to_ls']['mean'] == pytest.approx(to_ls.tolist(), rel=1e-3)
 
 
 # -----------------------------------------------------------------------------
@@ -292,9 +414,20 @@ def test_eval_json_has_every_key(runs):
     lens = r['lens']
     assert lens['n_prompts'] == 64 and lens['probe_scale'] == pytest.approx(3 ** 0.5)
     assert len(lens['linear']) == 6
-    for key in ('to_ls', 'gd_step', 'to_gd', 'affine_err', 'intercept'):
-        assert len(lens[key]['mean']) == len(lens[key]['sem']) == 6, key
-        assert all(math.isfinite(v) and v >= 0 for v in lens[key]['mean'] + lens[key]['sem']), key
+    stats = [lens[key] for key in ('to_ls', 'affine_err', 'intercept')]
+    stats += [fit[key] for fit in lens['families'].values() for key in ('dist', 'null', 'param')]
+    assert list(lens['families']) == ['gd', 'ridge', 'newton']
+    for stat in stats:
+        assert len(stat['mean']) == len(stat['sem']) == 6
+        assert all(math.isfinite(v) for v in stat['mean'] + stat['sem'])
+    assert lens['reference'] == 'all' and lens['n_reference'] == 6 and 'to_ls_all' not in lens
+    assert len(lens['explains']) == len(lens['nearest']) == 6
+    assert set(lens['explains']) <= {'gd', 'ridge', 'newton', 'least_squares', 'none', 'not linear'}
+    spectrum = lens['spectrum']  # loop 1, b_train and the last: model and families, a number or null per bin
+    assert spectrum['loops'] == [1, 3, 6] and len(spectrum['edges']) == eval_extrapolation.SPECTRUM_BINS + 1
+    for key in ('model', 'gd', 'ridge', 'newton'):
+        assert len(spectrum[key]) == 3 and all(len(row) == eval_extrapolation.SPECTRUM_BINS
+                                               for row in spectrum[key]), key
 
 
 def test_eval_reuses_only_a_matching_eval_json(runs, tmp_path, capsys):
@@ -329,10 +462,11 @@ def test_eval_takes_a_committed_eval_json_without_its_checkpoint(runs, tmp_path,
     assert exit.value.code == 2 and 'no ckpt.pt or model.pt to evaluate' in capsys.readouterr().err
 
 
-def test_a_finished_run_keeps_its_weights_alone_and_they_evaluate_as_its_checkpoint(runs, tmp_path, capsys):
+def test_a_finished_run_keeps_its_weights_alone_and_they_evaluate_as_its_ckpt(runs, tmp_path, capsys):
     """model.pt (what results/ commits of a run): the final weights without optimizer state, which eval reads
-    as it reads ckpt.pt: the eval.json made from the checkpoint is reused, and computed again it is the same."""
-    weights, ckpt = (torch.load(os.path.join(runs[0], f), weights_only=True) for f in ('model.pt', 'ckpt.pt'))
+    as it reads ckpt.pt: the eval.json made from the checkpoint is reused, and computed again is the same."""
+    weights, ckpt = (torch.load(os.path.join(runs[0], f), weights_only=True)
+                     for f in ('model.pt', 'ckpt.pt'))
     assert 'optimizer' not in weights and weights['iter'] == ckpt['iter'] == 20
     assert all(torch.equal(weights['model'][k], ckpt['model'][k]) for k in ckpt['model'])
     dst = str(tmp_path / 'committed')
@@ -345,23 +479,31 @@ def test_a_finished_run_keeps_its_weights_alone_and_they_evaluate_as_its_checkpo
         assert json.load(f)['err_vs_loops'] == json.load(g)['err_vs_loops']
 
 
-def test_an_eval_json_from_before_the_lens(runs, tmp_path, capsys):
-    """results/ holds eval.json files without the lens: with no checkpoint they are read as they are (summary
-    and figures); with one, evaluated again."""
+@pytest.mark.parametrize('old', ['no lens', 'uncalibrated'])
+def test_an_eval_json_from_before_the_lens(runs, tmp_path, capsys, old):
+    """results/ holds eval.json files without the lens, or with one from before its calibration (no
+    'explains'): with no checkpoint they are read as they are (summary and figures, without the lens);
+    with one, evaluated again."""
     def without_lens(dst, ignore=()):
         shutil.copytree(runs[0], dst, ignore=shutil.ignore_patterns(*ignore))  # copy2: the same mtime
         with open(os.path.join(dst, 'eval.json')) as f:
             r = json.load(f)
-        del r['lens']
+        if old == 'no lens':
+            del r['lens']
+        else:  # the keys the old lens had (its GD steps: here the GD family's), and no others
+            r['lens']['gd_step'] = r['lens']['families']['gd']['param']
+            r['lens'] = {k: v for k, v in r['lens'].items() if k in (
+                'n_prompts', 'probe_scale', 'gd_max_steps', 'tol', 'to_ls', 'gd_step', 'affine_err',
+                'intercept', 'linear')}
         with open(os.path.join(dst, 'eval.json'), 'w') as f:
             json.dump(r, f)
 
     committed, checkpointed = str(tmp_path / 'committed'), str(tmp_path / 'checkpointed')
-    without_lens(committed, ['ckpt.pt'])
+    without_lens(committed, ['ckpt.pt', 'model.pt'])  # no weights: as committed before model.pt
     eval_extrapolation.main([committed, *EVAL])
     out = capsys.readouterr().out
-    assert '(reused' in out and 'GD step at b_train' in out
-    assert out.splitlines()[-1].split()[-2:] == ['-', '-']  # the summary's lens columns
+    assert '(reused' in out and 'b_train explained by' in out
+    assert out.splitlines()[-1].split()[-3:] == ['-'] * 3  # the summary's lens columns
     plot.main([committed, f'--out={tmp_path / "figs"}'])
     assert 'lens: skipped' in capsys.readouterr().out
     assert (tmp_path / 'figs' / 'extrapolation.png').is_file()
@@ -369,9 +511,9 @@ def test_an_eval_json_from_before_the_lens(runs, tmp_path, capsys):
     without_lens(checkpointed)
     eval_extrapolation.main([checkpointed, *EVAL])
     out = capsys.readouterr().out
-    assert '(on cpu' in out and out.splitlines()[-1].split()[-2:] != ['-', '-']
+    assert '(on cpu' in out and out.splitlines()[-1].split()[-3:] != ['-'] * 3
     with open(os.path.join(checkpointed, 'eval.json')) as f:
-        assert 'lens' in json.load(f)
+        assert 'explains' in json.load(f)['lens']
 
 
 def test_eval_labels_name_the_summary_rows(runs, capsys):

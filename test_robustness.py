@@ -410,6 +410,39 @@ def test_damaged_files_under_plot_and_eval(evaluated, tmp_path, name, text):
             assert json.load(f)['checkpoint']['iter'] == 10
 
 
+@pytest.mark.parametrize('field,damage,refused', [
+    ('checkpoint', lambda ev: ev.update(checkpoint=None), False),  # read as no checkpoint
+    ('checkpoint', lambda ev: ev.update(checkpoint='x'), True),
+    ('a curve all null', lambda ev: ev['err_vs_loops'].update(mean=[None] * len(ev['loops'])), False),
+    ('spectrum', lambda ev: ev['lens']['spectrum'].update(model=None), True),
+    ('spectrum', lambda ev: ev['lens']['spectrum']['gd'][0].append(1.0), True),
+    ('explains', lambda ev: ev['lens'].update(explains=ev['lens']['explains'][:-1]), True)])
+def test_damaged_eval_json_fields_are_drawn_or_refused(evaluated, tmp_path, field, damage, refused):
+    path = os.path.join(evaluated, 'eval.json')
+    with open(path) as f:
+        ev = json.load(f)
+    damage(ev)
+    with open(path, 'w') as f:
+        json.dump(ev, f)
+    result = cli('plot.py', evaluated, f'--out={tmp_path / "fig"}')
+    if refused:
+        one_line_error(result, path)
+    else:
+        assert result[0] == 0 and 'Traceback' not in result[2], result
+    assert not glob.glob(str(tmp_path / 'fig' / '*.tmp'))  # no half-written figure left behind
+
+
+def test_a_write_that_fails_leaves_no_temporary_file_and_the_old_one_whole(tmp_path):
+    path = str(tmp_path / 'figure.svg')
+    rundir.write_file(path, lambda f: f.write('old'))
+    def fails(f):
+        f.write('half')
+        raise ValueError('a bug halfway through')
+    with pytest.raises(ValueError):  # not an I/O error: raised as it is, and cleaned up after
+        rundir.write_file(path, fails)
+    assert os.listdir(tmp_path) == ['figure.svg'] and open(path).read() == 'old'
+
+
 def test_an_eval_json_with_a_word_for_a_number_is_refused(evaluated, tmp_path):
     path = os.path.join(evaluated, 'eval.json')
     with open(path) as f:

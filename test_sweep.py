@@ -225,6 +225,7 @@ def test_the_sweep_names_each_run_as_train_does(tmp_path):
     (['--train_flags=config/laptop.py'], "'config/laptop.py' is not a --key=value flag"),
     (['--figures='], "--figures='': must name a folder"), (['--figures=/proc/x'], 'cannot make'),
     (['--out_dir=/proc/x'], 'cannot make'), (['--train_flags=--max_iters=0'], 'max_iters'),
+    (['--eval_flags=--max_loops=0'], '--max_loops=0'), (['--eval_flags=--k_prompts=1'], '--k_prompts=1'),
     *[(['--train_flags=--device=cuda'], 'not available')] * (not __import__('torch').cuda.is_available())])
 def test_the_sweep_checks_its_inputs_before_any_run(tmp_path, capsys, flags, words):
     os.makedirs(tmp_path / 'out')
