@@ -23,7 +23,7 @@ from types import SimpleNamespace
 import torch
 
 import train
-from configurator import ConfigError, check_device, fail, help_text, parse, read_defaults
+from configurator import ConfigError, check_device, exit_on_errors, fail, help_text, parse, read_defaults
 from data import make_generator, sample_batch
 from model import LoopedGPT, LoopedGPTConfig, autocast, estimate_mfu
 
@@ -169,4 +169,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+    exit_on_errors()  # a closed pipe (| head), a bad flag: one line, no traceback
     main(sys.argv[1:])

@@ -30,7 +30,12 @@ def fail(err, code=2):
 
 def exit_on_errors():
     """An I/O error no code caught (a full disk, a closed pipe, a file gone) or a ConfigError ends the script
-    in one `error:` line, exit code 2; Ctrl-C in one line, 130. Code bugs keep their traceback."""
+    in one `error:` line, exit code 2; Ctrl-C in one line, 130. Code bugs keep their traceback. A path that is
+    not UTF-8 (a stray byte in a folder name) prints escaped rather than failing the print."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError):  # a stand-in stream (as in tests) has no reconfigure
+            stream.reconfigure(errors='backslashreplace')
+
     def hook(kind, err, tb):
         if issubclass(kind, BrokenPipeError):  # the reader is gone: the flush at exit must not fail again
             with contextlib.suppress(OSError, ValueError):
@@ -183,8 +188,12 @@ def run_dir(config, base, stems):
             raise ConfigError(f'--run_name={name!r}: must be a plain name inside out_dir')
         return os.path.join(config['out_dir'], name)
     name = ','.join(stems + [f'{k}={v}' for k, v in config.items() if k not in NOT_IN_NAME and v != base[k]])
-    if len(name) > 200:  # a file name holds 255 bytes at most: what lies past 200 characters becomes a hash
-        name = name[:200].rsplit(',', 1)[0] + ',+' + hashlib.sha1(name.encode()).hexdigest()[:8]
+    raw = os.fsencode(name)  # a file name holds 255 bytes at most (not characters): past 200, a hash
+    if len(raw) > 200:
+        cut = name[:200]
+        while len(os.fsencode(cut)) > 200:  # whole characters only
+            cut = cut[:-1]
+        name = cut.rsplit(',', 1)[0] + ',+' + hashlib.sha1(raw).hexdigest()[:8]
     return os.path.join(config['out_dir'], f'{name},seed={config["seed"]}'.lstrip(','))
 
 

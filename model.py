@@ -290,17 +290,20 @@ class LoopedGPT(nn.Module):
 
     def flops_per_step(self, batch_size, n_examples, n_loops, loss_window, n_keep=None):
         """Matmul FLOPs of one training step: every loop forward, the last loss_window also backward (2x
-        forward; 3x with checkpoint_loops), each loop at the tokens it still has after truncation."""
+        forward; 3x with checkpoint_loops), each loop at the tokens it still has after truncation. n_loops: a
+        b, or a range of them for their mean (a drawn b), counted in time linear in the largest b."""
         c = self.config
         n_keep = c.n_keep if n_keep is None else n_keep
+        loops = range(n_loops, n_loops + 1) if isinstance(n_loops, int) else n_loops
         weights = 2 * c.n_layer * (4 * c.n_embd * c.n_embd + 2 * c.n_embd * c.mlp_size)  # per token
-        total = 0
-        for t in range(1, n_loops + 1):
+        forward = [0]  # forward[t]: loops 1..t, forward only
+        for t in range(1, max(loops) + 1):
             n_tokens = 2 * self.examples_seen(t, n_examples, n_keep, c.n_loops) + 1
             attention = 2 * c.n_layer * 2 * n_tokens * c.n_embd // (2 if c.causal else 1)  # q.k and att.v
-            grad = 4 if c.checkpoint_loops else 3
-            total += n_tokens * (weights + attention) * (grad if t > n_loops - loss_window else 1)
-        return batch_size * total
+            forward.append(forward[-1] + n_tokens * (weights + attention))
+        grad = 4 if c.checkpoint_loops else 3
+        total = sum(forward[b] + (grad - 1) * (forward[b] - forward[max(0, b - loss_window)]) for b in loops)
+        return batch_size * total / len(loops)
 
 
 # dense peak FLOP/s by (GPU, dtype), from NVIDIA's H100 SXM datasheet; the H200 is the same GH100 die with

@@ -75,6 +75,8 @@ def read_log(path, upto):
     """The rows of log.csv up to iteration `upto` (a resumed run logs the later ones again), or None if
     there is no log (missing or 0 bytes: a new one starts). Anything else that is not a log this code
     wrote is refused, so that the rewrite on resume never drops a line that holds data."""
+    if os.path.exists(path) and not os.path.isfile(path):  # a folder, say: resume would fail after writing
+        raise ConfigError(f'{path} is not a file; remove it or move it away')
     if not os.path.isfile(path) or os.path.getsize(path) == 0:
         return None
     try:
@@ -261,11 +263,11 @@ def restore(ckpt, model, optimizers, device, generators):
         torch.cuda.set_rng_state(ckpt['rng']['cuda'], device)
     if device.type == 'mps' and ckpt['rng'].get('mps') is not None:
         torch.mps.set_rng_state(ckpt['rng']['mps'])
-    for name, g in generators.items():
+    for i, (name, g) in enumerate(generators.items()):
         if ckpt['rng']['device_type'] == g.device.type or name == 'host':
             g.set_state(ckpt['rng'][name])
-        else:
-            g.manual_seed(ckpt['config']['seed'] * 1_000_003 + ckpt['iter'])
+        else:  # each stream a seed of its own: the cut's draws must not repeat the data's
+            g.manual_seed((ckpt['config']['seed'] * 1_000_003 + ckpt['iter']) * len(generators) + i)
             print(f'note: the {name} generator was saved on {ckpt["rng"]["device_type"]} and this run is on '
                   f'{g.device.type}: it is re-seeded, so the draws from step {ckpt["iter"]} on differ '
                   f'from an uninterrupted run (the weights and optimizer continue exactly)')

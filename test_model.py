@@ -173,6 +173,9 @@ def test_flops_follow_truncation():
     assert model.flops_per_step(1, 2, 2, 1) == 5 * (256 + 80) + 3 * (256 + 48) * 3
     assert model.flops_per_step(1, 2, 2, 1, n_keep=0) == 5 * (256 + 80) * (1 + 3)  # uncut
     assert model.flops_per_step(10, 2, 2, 1) == 10 * model.flops_per_step(1, 2, 2, 1)
+    # a drawn b: the mean over its range, b = 1 (loop 1 forward and backward at 5 tokens) and b = 2
+    b1 = 5 * (256 + 80) * 3
+    assert model.flops_per_step(1, 2, range(1, 3), 1) == (b1 + model.flops_per_step(1, 2, 2, 1)) / 2
 
 
 @pytest.mark.parametrize('pos_emb', ('none', 'type'))
@@ -560,9 +563,11 @@ def test_resume_extends_a_run_exactly(tmp_path, optimizer):
     assert all(torch.equal(whole['model'][k], parts['model'][k]) for k in whole['model'])
 
 
-def test_ctrl_c_saves_and_resumes_exactly(tmp_path):
+@pytest.mark.parametrize('signum', ['SIGINT', 'SIGHUP'])  # Ctrl-C; a closed terminal or a dropped ssh
+def test_ctrl_c_saves_and_resumes_exactly(tmp_path, signum):
     import signal
     import time
+    signum = getattr(signal, signum)
     common = [*TINY, '--eval_interval=1000', '--log_interval=1000', f'--out_dir={tmp_path}']
     proc = subprocess.Popen([sys.executable, os.path.join(HERE, 'train.py'), *common, '--max_iters=1000000',
                              '--run_name=cut'], cwd=HERE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -570,9 +575,9 @@ def test_ctrl_c_saves_and_resumes_exactly(tmp_path):
     while 'device' not in proc.stdout.readline():  # training has started
         pass
     time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 128 + signal.SIGINT, (proc.returncode, out, err)
+    assert proc.returncode == 128 + signum, (proc.returncode, out, err)
     assert '--init_from=resume' in out
     k = load_checkpoint(str(tmp_path / 'cut' / 'ckpt.pt'))['iter']
     assert 0 < k < 1000000
@@ -892,6 +897,24 @@ def test_a_checkpoint_from_cuda_does_not_bring_its_fused_optimizer():
     [here] = model.configure_optimizers(0.0, 1e-3, (0.9, 0.99), 'cpu')
     assert rundir.restore(ckpt, model, [here], torch.device('cpu'), {}) == 7
     assert [g['fused'] for g in here.param_groups] == [False, False]
+
+
+def test_generators_saved_on_another_device_type_are_reseeded_apart():
+    """Resumed on another device type, the data and cut streams start afresh, each from a seed of its own:
+    the cut's draws must not repeat the data's."""
+    import rundir
+    model = LoopedGPT(LoopedGPTConfig(n_dims=3, n_points=4, n_layer=1, n_head=2, n_embd=16, mlp_size=32))
+    optimizers = model.configure_optimizers(0.0, 1e-3, (0.9, 0.99), 'cpu')
+    generators = {name: make_generator(0) for name in ('data', 'trunc', 'host')}
+    rng = {'torch': torch.get_rng_state(), 'device_type': 'cuda', 'cuda': None,
+           'host': make_generator(5).get_state()}
+    ckpt = {'model': model.state_dict(), 'optimizer': [o.state_dict() for o in optimizers], 'iter': 7,
+            'config': {'seed': 42}, 'rng': rng}
+    rundir.restore(ckpt, model, optimizers, torch.device('cpu'), generators)
+    data, trunc = (torch.rand(8, generator=generators[name]) for name in ('data', 'trunc'))
+    assert not torch.equal(data, trunc)
+    host = torch.rand(8, generator=generators['host'])
+    assert torch.equal(host, torch.rand(8, generator=make_generator(5)))  # the host's is any device's
 
 
 DEVICES = [d for d, here in (('cuda', torch.cuda.is_available()), ('mps', torch.backends.mps.is_available()))

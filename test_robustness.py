@@ -17,6 +17,7 @@ import contextlib
 import errno
 import fcntl
 import glob
+import importlib.util
 import io
 import json
 import os
@@ -337,6 +338,20 @@ def test_ctrl_c_with_the_output_closed_still_saves(tmp_path):
     assert step > 5 and 'Traceback' not in stderr, (proc.returncode, stderr)
 
 
+def test_a_closed_stdout_saves_and_stops_the_run(tmp_path):
+    """`python train.py ... | head`: once the reader is gone, the next line fails; the run saves, says so on
+    stderr and exits as SIGPIPE would (141), and resumes from there."""
+    common = [*TINY, f'--out_dir={tmp_path}', '--run_name=r', '--eval_interval=1000000', '--log_interval=50']
+    proc = start([*common, '--max_iters=1000000'])
+    proc.stdout.close()  # the reader is gone
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGPIPE and 'Traceback' not in stderr, (proc.returncode, stderr)
+    assert 'stopped by SIGPIPE' in stderr and '--init_from=resume' in stderr, stderr
+    step = load_checkpoint(str(tmp_path / 'r' / 'ckpt.pt'))['iter']
+    assert step == 50  # the step whose line failed
+    assert cli('train.py', *common, '--init_from=resume', f'--max_iters={step + 2}')[0] == 0
+
+
 def test_the_lock_of_a_sigkilled_trainer_does_not_block_the_next(interrupted):
     directory = interrupted['directory']
     step = load_checkpoint(os.path.join(directory, 'ckpt.pt'))['iter']
@@ -430,6 +445,43 @@ def test_damaged_eval_json_fields_are_drawn_or_refused(evaluated, tmp_path, fiel
     else:
         assert result[0] == 0 and 'Traceback' not in result[2], result
     assert not glob.glob(str(tmp_path / 'fig' / '*.tmp'))  # no half-written figure left behind
+
+
+@pytest.mark.parametrize('script', ['train.py', 'bench.py', 'eval_extrapolation.py', 'plot.py', 'sweep.py'])
+def test_help_into_a_closed_pipe_is_no_traceback(script):
+    """`python SCRIPT --help | head -1`: the reader goes after one line."""
+    proc = subprocess.Popen([sys.executable, os.path.join(HERE, script), '--help'], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=ONE_THREAD, bufsize=1)
+    proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait() in (0, 2) and 'Traceback' not in err, err
+
+
+def test_a_log_that_is_a_folder_is_refused_before_anything_is_written(run):
+    directory, resume = run
+    os.remove(os.path.join(directory, 'log.csv'))
+    os.makedirs(os.path.join(directory, 'log.csv'))
+    before = {f: os.path.getmtime(os.path.join(directory, f)) for f in os.listdir(directory)}
+    one_line_error(cli('train.py', *resume), 'log.csv is not a file')
+    assert {f: os.path.getmtime(os.path.join(directory, f)) for f in os.listdir(directory)} == before
+
+
+def test_names_past_255_bytes_and_paths_that_are_not_utf8(tmp_path):
+    """A config file named in 80 three-byte characters makes a name of 200 bytes at most; a folder with a byte
+    that is not UTF-8 prints escaped, where stdout is strict UTF-8, and the run trains."""
+    config = tmp_path / ('配' * 80 + '.py')
+    config.write_text('n_dims = 3\n')
+    stray = os.fsdecode(b'a\xff')  # a folder name with a byte that is not UTF-8
+    for args in ([str(config), f'--out_dir={tmp_path / "out"}'], [f'--out_dir={stray}']):
+        script = os.path.join(HERE, 'train.py')
+        result = subprocess.run([sys.executable, script, *TINY, '--max_iters=5', *args],
+                                capture_output=True, text=True, cwd=tmp_path,
+                                env={**ONE_THREAD, 'PYTHONIOENCODING': 'utf-8'})
+        assert result.returncode == 0 and 'Traceback' not in result.stderr, result.stderr
+    [name] = os.listdir(tmp_path / 'out')
+    assert len(os.fsencode(name)) <= 255 and name.startswith('配') and ',+' in name
+    assert os.path.isdir(tmp_path / stray)
 
 
 def test_a_write_that_fails_leaves_no_temporary_file_and_the_old_one_whole(tmp_path):
@@ -650,8 +702,24 @@ def test_wandb_is_imported_only_when_asked(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, 'wandb', None)  # `import wandb` now fails: it must not happen
     args = [*TINY, '--max_iters=5', f'--out_dir={tmp_path}']
     assert cli('train.py', *args)[0] == 0
-    code, _, err = cli('train.py', *args, '--run_name=w', '--wandb_log=True')
-    assert code == 1 and 'wandb' in err  # so the flag does reach the import
+    one_line_error(cli('train.py', *args, '--run_name=w', '--wandb_log=True'), 'wandb')  # the flag reaches it
+
+
+class FailingWandb:
+    """wandb as it fails when its user is not logged in or names a project that cannot be made."""
+    @staticmethod
+    def init(**kwargs):
+        os.makedirs(os.path.join(kwargs['dir'], 'wandb'))  # what wandb writes before it fails
+        raise RuntimeError('api_key not configured (no-tty). call wandb.login(key=[your_api_key])')
+
+
+@pytest.mark.parametrize('wandb', [None, FailingWandb])  # not installed; installed, and failing
+def test_wandb_failures_are_one_line_and_write_nothing(tmp_path, monkeypatch, wandb):
+    monkeypatch.setitem(sys.modules, 'wandb', wandb)
+    monkeypatch.setattr(importlib.util, 'find_spec', lambda name, *a: wandb)
+    args = [*TINY, '--max_iters=5', f'--out_dir={tmp_path}', '--run_name=w', '--wandb_log=True']
+    one_line_error(cli('train.py', *args), '--wandb_log=True', 'api_key' if wandb else 'pip install wandb')
+    assert os.listdir(tmp_path) == []
 
 
 def test_wandb_offline_run_records_the_log(tmp_path, monkeypatch):

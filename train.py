@@ -13,9 +13,11 @@ peak until the new max_iters - decay_iters; cosine is recomputed for the new len
 """
 
 import functools
+import importlib.util
 import itertools
 import math
 import os
+import shutil
 import signal
 import sys
 import time
@@ -265,6 +267,8 @@ def configure(argv, here=True):
 def open_run(argv):
     """Flags -> (config, run directory, checkpoint to resume or None), or a ConfigError; writes nothing."""
     config, directory, said = configure(argv)
+    if config['wandb_log'] and importlib.util.find_spec('wandb') is None:
+        raise ConfigError('--wandb_log=True: wandb is not installed (pip install wandb)')
     for warning in said:
         print(f'warning: {warning}', file=sys.stderr)
     return config, directory, rundir.find_checkpoint(config, directory)
@@ -296,12 +300,19 @@ if __name__ == '__main__':
 
     # the run directory (config.json, log.csv, ckpt.pt), locked while this process lives
     ckpt_path, log_path = os.path.join(directory, 'ckpt.pt'), os.path.join(directory, 'log.csv')
-    run_lock, rows = rundir.take(directory, config, ckpt)
     tracker = SimpleNamespace(log=lambda *args, **kwargs: None)  # wandb's stand-in: no `if` in the loop
-    if c.wandb_log:
+    if c.wandb_log:  # before the run is written: a failure (not logged in, a bad project) leaves nothing
         import wandb
-        tracker = wandb.init(project=c.wandb_project, name=c.wandb_run_name or os.path.basename(directory),
-                             config=config, dir=directory)
+        made = not os.path.exists(directory)
+        os.makedirs(directory, exist_ok=True)
+        try:
+            name = c.wandb_run_name or os.path.basename(directory)
+            tracker = wandb.init(project=c.wandb_project, name=name, config=config, dir=directory)
+        except Exception as err:  # wandb's own errors are of many kinds
+            if made:
+                shutil.rmtree(directory, ignore_errors=True)
+            fail(f'--wandb_log=True: wandb.init failed: {type(err).__name__}: {str(err).strip()[:200]}')
+    run_lock, rows = rundir.take(directory, config, ckpt)
     val_set = functools.cache(lambda d, N: validation_set(  # the fixed prompts at each (d, N) reached
         c.task, c.val_prompts, N, c.n_dims, c.val_seed, device, c.noise_std, c.sparsity, n_dims_active=d))
 
@@ -325,20 +336,29 @@ if __name__ == '__main__':
 
     @functools.cache
     def step_flops(N, b_max, window):  # a step's matmul FLOPs at this stage (b drawn: the mean)
-        loops = range(window, b_max + 1) if c.n_loops_random else [b_max]
-        return sum(model.flops_per_step(c.batch_size, N, b, window) for b in loops) / len(loops)
+        return model.flops_per_step(c.batch_size, N, range(window, b_max + 1) if c.n_loops_random else b_max,
+                                    window)
     # the FLOPs from each step to the end: the ETA and GFLOP/s count the curricula's growth
     per_step = (step_flops(*stage(it)[1:]) for it in reversed(range(c.max_iters)))
     flops_left = list(itertools.accumulate(per_step, initial=0.0))[::-1]
-    stop = []  # Ctrl-C and SIGTERM finish the step in flight, save, and exit
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    stop = []  # Ctrl-C, SIGTERM and SIGHUP (a closed terminal) finish the step in flight, save, and exit
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, lambda signum, frame: stop.append(signum))
+
+    def say(text):  # a closed stdout (| head) stops the run as Ctrl-C does: saved, then exit
+        try:
+            print(text, flush=True)
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the rest goes nowhere
+            stop.append(signal.SIGPIPE)
     print(f'run {directory}\ndevice {device}, {dtype_name}{", compiled" if c.compile else ""}, '
           f'{model.num_params():,} parameters, steps {start_iter}..{c.max_iters}: '
           f'{flops_left[start_iter] / 1e12:.3g} TFLOP', flush=True)
-    hours = flops_left[start_iter] / 75e9 / 3600  # a 2-core CPU in fp32 runs 70-85 GFLOP/s (bench.py)
-    if device.type == 'cpu' and hours > 1:  # said now, not after the curricula's cheap first stages
-        print(f'note: that is about {hours:.1f} h for a 2-core CPU at 75 GFLOP/s; '
+    # a 2-core CPU averages 45-85 GFLOP/s over a whole run (the defaults: 367 TFLOP in 72 min; --n_keep=32
+    # --select=random: 208 in about 75), so a range, said now, not after the curricula's cheap first stages
+    hours = [flops_left[start_iter] / rate / 3600 for rate in (85e9, 45e9)]
+    if device.type == 'cpu' and hours[1] > 1:
+        print(f'note: that is about {hours[0]:.1f} to {hours[1]:.1f} h for a 2-core CPU; '
               f'config/laptop.py learns the task in minutes', flush=True)
     loss_sum, loss_count = torch.zeros((), device=device), 0
     # a resumed run compares its loss with the run's first, and keeps the checkpoint it resumed from
@@ -360,7 +380,7 @@ if __name__ == '__main__':
             if err > c.curriculum_gate:
                 held += c.dims_interval
                 d_now, N_now, b_now, window = stage(it, held)
-                print(f'iter {it}: d stays {d_now} (error {err:.3f} > curriculum_gate)', flush=True)
+                say(f'iter {it}: d stays {d_now} (error {err:.3f} > curriculum_gate)')
         # this step's loops: with n_loops_random a draw from [window, b_now], b_now past b_train once the
         # task is full size, so that the fit holds at every b from the window on (a fixed point), not at one
         b = draw(window, b_now) if c.n_loops_random else b_now
@@ -417,20 +437,24 @@ if __name__ == '__main__':
             loss_sum, loss_count = torch.zeros((), device=device), 0  # the next row's mean starts afresh
         elif stop:  # saved before any output: a closed stdout (| tee, then Ctrl-C) must not cost it
             save(done)
+            saved_iter = done
         # speed and time to go, from the FLOPs done and left: the curricula's growth is counted
         mfu = estimate_mfu(flop_rate, device, dtype_name)
         line += f'; lr {lr:.2e}, {ms_per_step:.1f} ms/step, {flop_rate / 1e9:.1f} GFLOP/s' + (
             f' (mfu {100 * mfu:.1f}%)' if mfu else '')
-        print(line + f', eta {flops_left[done] / flop_rate / 60:.1f} min', flush=True)
+        say(line + f', eta {flops_left[done] / flop_rate / 60:.1f} min')
         if stop:
+            if saved_iter != done:  # the stdout closed in this very step's line
+                save(done)
             # the same command, once with --init_from=resume and without --overwrite (a threat to the run)
             args = [a for a in sys.argv[1:] if not a.startswith(('--init_from=', '--overwrite='))]
             print(f'stopped by {signal.Signals(stop[0]).name} after step {done}; checkpoint saved. Resume '
-                  f'with:\n  {shell_command(sys.argv[0], args + ["--init_from=resume"])}', flush=True)
+                  f'with:\n  {shell_command(sys.argv[0], args + ["--init_from=resume"])}', flush=True,
+                  file=sys.stderr if signal.SIGPIPE in stop else sys.stdout)  # SIGPIPE: no stdout left
             sys.exit(128 + stop[0])  # 130 after Ctrl-C, as a shell reports it
         t_last, step_last = time.time(), done
 
-    print(f'evaluate it with: {shell_command("eval_extrapolation.py", [directory])}', flush=True)
+    say(f'evaluate it with: {shell_command("eval_extrapolation.py", [directory])}')
     if diverged:
         print(f'warning: this run ended diverged: {diverged}. Its checkpoint is of little use; '
               f'try a lower --learning_rate or --grad_clip', file=sys.stderr, flush=True)
