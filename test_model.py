@@ -543,6 +543,20 @@ def test_the_curriculum_gate_holds_d_until_the_error_is_low_and_across_a_resume(
     assert d_column(tmp_path / 'held') == ['1'] * 6  # rows at 4, 8, 10, 12-20: held over resume
 
 
+@pytest.mark.parametrize('curricula', [['--dims_start=0', '--points_start=2', '--points_interval=4'],
+                                       ['--dims_start=1', '--dims_interval=8', '--points_start=2',
+                                        '--points_interval=4', '--points_step=1']])
+def test_the_curriculum_gate_holds_n_as_well_and_never_moves_it_back(tmp_path, curricula):
+    """With the d curriculum off, N waits behind the gate too; with N growing faster than d, a hold keeps N
+    where it is instead of moving it back."""
+    args = [*TINY, *curricula, '--log_interval=2', '--eval_interval=2', '--curriculum_gate=1e-9',
+            '--max_iters=24', f'--out_dir={tmp_path}']
+    assert_ok(run_cli(*args))
+    rows = read_rows(next(tmp_path.glob('*/log.csv')))
+    d_and_n = [(row[rows[0].index('d')], row[rows[0].index('N')]) for row in rows[1:]]
+    assert len(set(d_and_n)) == 1, d_and_n  # held where it started (nothing gets within 1e-9)
+
+
 @pytest.mark.parametrize('optimizer', ['adamw', 'muon'])
 def test_resume_extends_a_run_exactly(tmp_path, optimizer):
     """The same flags with a larger max_iters and --init_from=resume continue the same run directory and

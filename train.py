@@ -367,20 +367,25 @@ if __name__ == '__main__':
     bad_iter = torch.full((), -1, device=device)  # first non-finite loss, on the device: no sync per step
     t_last, step_last = time.time(), start_iter
     draw = lambda low, high: int(torch.randint(low, high + 1, (1,), generator=generators['host']))
+    # the gate checks the error again once every interval of the curricula it holds (d's where it grows)
+    gate_every = c.dims_interval if c.dims_start else c.points_interval
 
     # -------------------------------------------------------------------------
     # the training loop
     for it in range(start_iter, c.max_iters):
         d_now, N_now, b_now, window = stage(it, held)  # short prompts at small d first
         d_was, N_was = stage(it - 1, held)[:2]
-        if c.curriculum_gate and it > 0 and d_now > d_was:  # a model still at the zero predictor, given a
-            # larger d, may stay there for good: d waits another interval unless the error is below the gate
+        if c.curriculum_gate and it > 0 and (d_now, N_now) != (d_was, N_was):  # a model still at the zero
+            # predictor, given a larger task, may stay there for good: d and N wait, a step at a time (neither
+            # moves back), and the error is checked again once every interval held
             xs, ys = val_set(d_was, N_was)
-            err = evaluate(model, xs[:256], ys[:256], b_now, d_was, ctx, c.val_seed)[1]
-            if err > c.curriculum_gate:
-                held += c.dims_interval
+            err = None if held % gate_every else evaluate(model, xs[:256], ys[:256], b_now, d_was, ctx,
+                                                          c.val_seed)[1]
+            if err is None or err > c.curriculum_gate:
+                held += 1
                 d_now, N_now, b_now, window = stage(it, held)
-                say(f'iter {it}: d stays {d_now} (error {err:.3f} > curriculum_gate)')
+                if err is not None:
+                    say(f'iter {it}: d stays {d_now}, N {N_now} (error {err:.3f} > curriculum_gate)')
         # this step's loops: with n_loops_random a draw from [window, b_now], b_now past b_train once the
         # task is full size, so that the fit holds at every b from the window on (a fixed point), not at one
         b = draw(window, b_now) if c.n_loops_random else b_now
