@@ -238,6 +238,8 @@ def plot_lens(variants, out, name):
             dist_means.append(mean)
         to_ls = dist_means[-len(curves)]  # the first curve: least squares
         x, mean = draw_eval(ax_l, runs, color, label, 'lens', 'affine_err')  # the variant's legend entry
+        # the intercept too: `linear` (the x marks) holds both below the tolerance
+        lin_means.append(draw_eval(ax_l, runs, color, None, 'lens', 'intercept', ls='--')[1])
         for ax, m in ((ax_d, to_ls), (ax_l, mean)):
             ax.plot(x[np.isin(x, nonlinear)], m[np.isin(x, nonlinear)], 'x', color=color, ms=7)
             ax.axvline(b_train, color=color, ls=':', lw=1.5)
@@ -251,8 +253,8 @@ def plot_lens(variants, out, name):
     ax_s.set_xscale('log')
     for axis in (ax_s.xaxis.set_major_formatter, ax_s.xaxis.set_minor_formatter):  # 0.1 0.2 0.5 1: no overlap
         axis(FuncFormatter(lambda v, _: f'{v:g}' if f'{v:.0e}'[0] in '125' else ''))
-    label_axes(ax_l, 'inference loops b', '|f_b(x) - f_b(0) - w_b . x| / rms f_b',
-               'how far f_b is from linear', lin_means, floor=0)
+    label_axes(ax_l, 'inference loops b', '|f_b(x) - f_b(0) - w_b . x| (solid), |f_b(0)| (dashed) / rms f_b',
+               'how far f_b is from linear (x: either above the line)', lin_means, floor=0)
     ax_l.axhline(lenses[0]['tol'], color='0.4', ls='--', lw=1, label='tolerance: f_b reads as linear below')
     for ls, marker, text in LENS_STYLE.values():  # the key to the families: line style, spectrum marker
         ax_d.plot([], [], color='0.4', ls=ls, marker=marker, ms=5, mfc='none', label=text)

@@ -634,6 +634,18 @@ def test_draw_shades_the_band_within_the_seeds():
     plot.plt.close(fig)
 
 
+def test_the_lens_draws_both_parts_of_linear_that_its_marks_read(runs, monkeypatch):
+    """An x marks a loop whose affine error or intercept is above the tolerance: the last panel draws both."""
+    figures = []
+    monkeypatch.setattr(plot, 'finish', lambda fig, *args: figures.append(fig))
+    plot.plot_lens([('tiny', 'C0', [plot.load_run(r) for r in runs])], None, 'lens')
+    lens = [plot.load_run(r)['eval']['lens'] for r in runs]
+    drawn = [line.get_ydata() for line in figures[0].axes[2].get_lines() if len(line.get_ydata()) > 1]
+    for key in ('affine_err', 'intercept'):
+        mean = np.mean([ln[key]['mean'] for ln in lens], axis=0)
+        assert any(np.allclose(y, mean) for y in drawn), key
+
+
 def test_plot_rejects_unknown_variant(runs, tmp_path, capsys):
     for argv in (['--only=nothing_like_this'], ['--labels=nope=x'], ['--outdir=x']):
         with pytest.raises(SystemExit) as exit_info:

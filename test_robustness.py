@@ -14,6 +14,7 @@ live trainer, Ctrl-C, SIGKILL) starts one.
 import ast
 import atexit
 import contextlib
+import csv
 import errno
 import fcntl
 import glob
@@ -27,6 +28,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from types import SimpleNamespace
 from unittest import mock
 
@@ -456,6 +458,25 @@ def test_help_into_a_closed_pipe_is_no_traceback(script):
     proc.stdout.close()
     err = proc.stderr.read()
     assert proc.wait() in (0, 2) and 'Traceback' not in err, err
+
+
+def test_the_logs_ms_per_step_counts_every_step_since_the_last_row(tmp_path, monkeypatch):
+    """A 1 s stall at step 3 of 10 shows in the row of step 10 (at least 100 ms a step), though progress lines
+    came after it at every step."""
+    import data
+    real, calls = data.sample_batch, []
+
+    def stalls(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            time.sleep(1.0)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(data, 'sample_batch', stalls)
+    args = [*TINY, '--max_iters=10', '--eval_interval=10', '--log_interval=1', f'--out_dir={tmp_path}']
+    assert cli('train.py', *args, '--run_name=r')[0] == 0
+    with open(tmp_path / 'r' / 'log.csv') as f:
+        row = list(csv.DictReader(f))[-1]
+    assert row['iter'] == '10' and float(row['ms_per_step']) >= 100, row
 
 
 def test_a_log_that_is_a_folder_is_refused_before_anything_is_written(run):

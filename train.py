@@ -366,6 +366,7 @@ if __name__ == '__main__':
     saved_iter, diverged = (start_iter if ckpt is not None else None), ''
     bad_iter = torch.full((), -1, device=device)  # first non-finite loss, on the device: no sync per step
     t_last, step_last = time.time(), start_iter
+    t_row, step_row = t_last, start_iter  # the log's ms_per_step: all the wall time since the last row
     draw = lambda low, high: int(torch.randint(low, high + 1, (1,), generator=generators['host']))
     # the gate checks the error again once every interval of the curricula it holds (d's where it grows)
     gate_every = c.dims_interval if c.dims_start else c.points_interval
@@ -427,12 +428,14 @@ if __name__ == '__main__':
         line = f'iter {done}/{c.max_iters}: loss {loss:.4f} (training at d={d_now} N={N_now} b={b_text})'
         # validate, log a row and save together: a resumed run neither loses nor repeats a row
         if evaluating:
+            now = time.time()  # every step since the last row, its validation and the gate's checks included
+            row_ms, t_row, step_row = (now - t_row) * 1000 / (done - step_row), now, done
             train_loss = (loss_sum / loss_count).item()
             first_loss = first_loss or train_loss
             b_val = min(b_now, c.n_loops)  # the curriculum's b, up to b_train (the draw goes past it)
             errs, text, diverged = validate(model, c, val_set, ctx, d_now, N_now, b_val, train_loss,
                                             first_loss)
-            row = {'iter': done, 'train_loss': train_loss, **errs, 'lr': lr, 'ms_per_step': ms_per_step,
+            row = {'iter': done, 'train_loss': train_loss, **errs, 'lr': lr, 'ms_per_step': row_ms,
                    'd': d_now, 'N': N_now, 'b': b_val}
             rundir.append_row(log_path, [f'{row[k]:.6g}' if isinstance(row[k], float) else row[k]
                                          for k in rundir.LOG_COLUMNS])
