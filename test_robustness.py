@@ -295,6 +295,8 @@ def interrupted(tmp_path_factory):
     assert cli('train.py', *common, '--max_iters=5')[0] == 0
     first = start([*common, '--init_from=resume', '--max_iters=1000000', '--eval_interval=1000000',
                    '--log_interval=1000000'])
+    with contextlib.suppress(FileNotFoundError):  # a lock file removed by hand must not let a second one in
+        os.remove(os.path.join(directory, 'lock'))
     second = cli('train.py', *common, '--max_iters=10', '--overwrite=True')  # would start over
     ckpt_during = os.path.exists(os.path.join(directory, 'ckpt.pt'))
     first.send_signal(signal.SIGINT)

@@ -236,6 +236,14 @@ def test_the_sweep_checks_its_inputs_before_any_run(tmp_path, capsys, flags, wor
     assert os.listdir(tmp_path) == ['out'] and os.listdir(tmp_path / 'out') == []
 
 
+def test_a_full_disk_is_refused_before_any_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(shutil, 'disk_usage', lambda path: SimpleNamespace(total=2 ** 40, free=0))
+    with pytest.raises(SystemExit) as exit:
+        sweep.main([TINY, f'--out_dir={tmp_path / "out"}', f'--figures={tmp_path / "figures"}'])
+    assert exit.value.code == 2 and 'only 0 MB free' in capsys.readouterr().err
+    assert os.listdir(tmp_path) == []
+
+
 def test_sigterm_in_the_final_evaluation_stops_it_with_the_sweep(reference, tmp_path):
     """SIGTERM while eval_extrapolation.py sums up: passed on, so that it stops too (no orphan), and the
     sweep exits 143."""
