@@ -62,7 +62,7 @@ LOWEST = dict(jobs=0, runs_per_gpu=1, max_parallel=1, timeout_min=1, gpus_per_ta
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPTS = {name: os.path.join(HERE, f'{name}.py') for name in ('train', 'eval_extrapolation', 'plot')}
 GRID = {'experiment': '', 'configs': [], 'flags': {}, 'axes': {}, 'skip': [], 'extra': [], 'seeds': [],
-        'eval_flags': [], 'labels': {}, 'plots': {'': 'all'}}  # what a grid may assign (parse checks types)
+        'extra_seeds': [], 'eval_flags': [], 'labels': {}, 'plots': {'': 'all'}}  # what a grid may assign
 TAIL_LINES = 12  # of a failed run's stderr, in the report
 
 
@@ -70,7 +70,8 @@ def plan(path, opts):
     """(The grid file, a run for each seed and variant, the number of variants), or a ConfigError. The
     variants: every combination of the axes less those a skip entry matches, then the extras."""
     grid = configurator.parse([path], GRID)[0]
-    for key, kind in {'configs': str, 'seeds': int, 'eval_flags': str, 'skip': dict, 'extra': dict}.items():
+    for key, kind in {'configs': str, 'seeds': int, 'extra_seeds': int, 'eval_flags': str, 'skip': dict,
+                      'extra': dict}.items():
         if not all(type(item) is kind for item in grid[key]) or key == 'seeds' and not grid[key]:
             raise ConfigError(f'{path}: {key} must be a list of {kind.__name__}s, got {grid[key]!r}')
     if not all(isinstance(values, list) and values for values in grid['axes'].values()):
@@ -91,6 +92,8 @@ def plan(path, opts):
                for c in grid['configs']]  # relative to the current directory, or else to this project
     runs, where = [], {}
     for seed, (name, own, from_axes) in itertools.product(opts['seeds'] or grid['seeds'], variants):
+        if not from_axes and grid['extra_seeds'] and seed not in grid['extra_seeds']:
+            continue  # the extra variants run on extra_seeds only
         args = (configs + [f'--{k}={v}' for k, v in {**grid['flags'], **own}.items()] + opts['train_flags']
                 + [f'--seed={seed}', f'--out_dir={opts["out_dir"]}'])
         try:
@@ -333,7 +336,9 @@ def train_all(todo, envs, executor, opts, eval_flags):
 def print_plan(grid, runs, states, n_variants, where, plots, opts):
     """What the sweep does: train, resume (from which step) or skip each run, where, and then."""
     counts = {s: sum(state == s for state, _ in states) for s in ('train', 'resume', 'done')}
-    print(f'{grid["experiment"]}: {n_variants} variants x {len(runs) // n_variants} seeds = {len(runs)} '
+    seeds = len({run.seed for run in runs})
+    fewer = ' (the extras on fewer)' if len(runs) < n_variants * seeds else ''
+    print(f'{grid["experiment"]}: {n_variants} variants x {seeds} seeds{fewer} = {len(runs)} '
           f'runs: {counts["train"]} to train, {counts["resume"]} to resume, {counts["done"]} finished')
     for run, (state, step) in zip(runs, states):
         for warning in run.warnings if run.seed == runs[0].seed else []:  # once for each variant

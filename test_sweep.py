@@ -181,13 +181,13 @@ def test_dry_run_lists_every_run_and_writes_nothing(tmp_path):
     trains = [line for line in stdout.splitlines() if line.startswith('train ')]
     # (4 n_keep x 2 select, less n_keep=64 select=random, which cuts nothing) + 6 extras
     # = 13 variants, x 3 seeds
-    assert len(trains) == 39 and len(set(trains)) == 39
-    for seed in (42, 451, 1984):
-        assert sum(line.endswith(f'--seed={seed} --out_dir={out}') for line in trains) == 13
+    assert len(trains) == 27 and len(set(trains)) == 27  # the 6 extras on seed 42 only (extra_seeds)
+    for seed, n in ((42, 13), (451, 7), (1984, 7)):
+        assert sum(line.endswith(f'--seed={seed} --out_dir={out}') for line in trains) == n
     assert all(line.startswith('train   python train.py config/exp5_truncation.py ')
                for line in trains)
-    assert sum('--n_keep=32' in line for line in trains) == 3 * 7
-    assert '13 variants x 3 seeds = 39 runs: 39 to train, 0 to resume, 0 finished' in stdout
+    assert sum('--n_keep=32' in line for line in trains) == 2 * 3 + 5  # first and random 32; the extras
+    assert '13 variants x 3 seeds (the extras on fewer) = 27 runs: 27 to train, 0 to resume' in stdout
     assert 'then  python eval_extrapolation.py RUN... --max_loops=100' in stdout
     assert os.listdir(tmp_path) == []  # no run directory, no figure folder
 

@@ -1,5 +1,6 @@
 # Experiment 5 as one sweep: truncate the prompt to n of its N = 64 examples after the first loop,
-# b_train = 10, d = 20 (config/exp5_truncation.py, train.py's recipe), three seeds: 13 variants, 39 runs.
+# b_train = 10, d = 20 (config/exp5_truncation.py, train.py's recipe): the 7 arms on three seeds, the 6
+# untested ideas on seed 42: 27 runs.
 #   python sweep.py config/exp5_grid.py                   # train what is missing, evaluate, plot
 #   python sweep.py config/exp5_grid.py --dry_run=True    # the commands, and what is done already
 # Plain assignments, read by sweep.py; each run is train.py's and lives where train.py names it
@@ -24,6 +25,7 @@ extra = [                                  # the ideas the experiment left untes
     {'n_keep': 64, 'n_loops_random': False, 'loss_window': 0},
 ]
 seeds = [42, 451, 1984]
+extra_seeds = [42]                         # the extras on seed 42 only: 7 x 3 + 6 = 27 runs
 
 eval_flags = ['--max_loops=100']           # eval_extrapolation.py's flags
 
