@@ -5,8 +5,8 @@
 # write-up's (config/writeup.py): lr 3e-3 with warmup and a decay at the end, not 5e-4 held constant;
 # d and N grown together from d = 2, N = 8 (N = 4d) to full size by step 7,200 (later if the gate
 # holds d back), not over 30,000 of 50,000; fewer steps in all. As in the write-up, every loop of the
-# one b of each step is in the loss. The write-up does not give d; 20 is the field's standard (Garg et al. 2022, Yang et
-# al. 2024).
+# one b of each step is in the loss. The write-up does not give d; 20 is the field's standard (Garg et
+# al. 2022, Yang et al. 2024).
 n_points = 63            # 63 in-context examples, as in the experiment
 n_loops = 5              # b = 5; the grid also runs b = 1
 loss_window = 0          # every loop carries gradient and enters the loss, as in the write-up
