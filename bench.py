@@ -52,9 +52,8 @@ def peak_mem_mb(device):
 
 
 def bench(c, warmup, steps, lockstep=False):
-    """Time `steps` training steps of config c (a SimpleNamespace of train.py's keys) after `warmup` steps;
-    lockstep: wait for a line on stdin before each step, answer one after it (see --compare). setup_mem_mb is
-    before the first step, first_step_s includes compiling, cpu_ms counts all threads (spinning too)."""
+    """Time `steps` training steps of config c (train.py's keys) after `warmup`; lockstep: a line on stdin
+    before each step, one out after (--compare). first_step_s includes compiling, cpu_ms all threads."""
     device = check_device(c.device)
     ctx, dtype_name = autocast(device, c.dtype)
     torch.manual_seed(c.seed)
@@ -64,8 +63,7 @@ def bench(c, warmup, steps, lockstep=False):
                                             c.optimizer)
     step_model = model if not c.compile else torch.compile(
         model, mode='reduce-overhead' if device.type == 'cuda' else 'default')
-    window = c.loss_window or c.n_loops
-    cut = c.select in ('random', 'shuffle') and 0 < c.n_keep < c.n_points
+    window, cut = c.loss_window or c.n_loops, c.select in ('random', 'shuffle') and 0 < c.n_keep < c.n_points
     # the host only queues GPU work: wait for it before reading the clock
     sync = {'cuda': lambda: torch.cuda.synchronize(device), 'mps': lambda: torch.mps.synchronize()}.get(
         device.type, lambda: None)

@@ -9,9 +9,12 @@ import atexit
 import contextlib
 import csv
 import fcntl
+import importlib.util
 import json
 import math
 import os
+import shutil
+from types import SimpleNamespace
 
 from configurator import ADDED, NOT_IN_NAME, ConfigError, fail, makeable, read_json
 
@@ -232,6 +235,26 @@ def take(directory, config, ckpt):
     write_file(log_path, lambda f: csv.DictWriter(f, LOG_COLUMNS, restval='').writerows(
         [dict(zip(LOG_COLUMNS, LOG_COLUMNS))] + rows))
     return held, rows
+
+
+def tracker(config, directory):
+    """wandb's run (--wandb_log=True), made before the run directory is written: a failure (not installed, not
+    logged in, a bad project) is one line and leaves nothing; else a stand-in whose log does nothing."""
+    if not config['wandb_log']:
+        return SimpleNamespace(log=lambda *args, **kwargs: None)
+    if importlib.util.find_spec('wandb') is None:
+        raise ConfigError('--wandb_log=True: wandb is not installed (pip install wandb)')
+    import wandb
+    made = not os.path.exists(directory)
+    os.makedirs(directory, exist_ok=True)
+    try:
+        return wandb.init(project=config['wandb_project'], config=config, dir=directory,
+                          name=config['wandb_run_name'] or os.path.basename(directory))
+    except Exception as err:  # wandb's own errors are of many kinds
+        if made:
+            shutil.rmtree(directory, ignore_errors=True)
+        raise ConfigError(f'--wandb_log=True: wandb.init failed ({type(err).__name__}: '
+                          f'{" ".join(str(err).split())})') from None  # one line
 
 
 # -----------------------------------------------------------------------------

@@ -13,11 +13,9 @@ peak until the new max_iters - decay_iters; cosine is recomputed for the new len
 """
 
 import functools
-import importlib.util
 import itertools
 import math
 import os
-import shutil
 import signal
 import sys
 import time
@@ -114,7 +112,6 @@ wandb_run_name = ''      # '' names it after the run directory
 # end of defaults
 # -----------------------------------------------------------------------------
 DEFAULTS, HELPS = read_defaults(__file__, '# defaults:', '# end of defaults')
-MAX_LOOPS = 1000  # the most loops a training step may run (n_loops, n_loops_draw)
 CHOICES = {'init_from': ('scratch', 'resume'), 'task': TASKS, 'pos_emb': POS_EMBS, 'attention': ATTENTIONS,
            'inject': INJECTS, 'loss_on': LOSS_ONS, 'select': SELECTS, 'n_keep_schedule': SCHEDULES,
            'lr_schedule': ('constant', 'cosine', 'wsd'), 'optimizer': ('adamw', 'muon'),
@@ -122,11 +119,9 @@ CHOICES = {'init_from': ('scratch', 'resume'), 'task': TASKS, 'pos_emb': POS_EMB
 
 
 def check_config(c, given=(), base=None, here=True):
-    """Impossible values and combinations, caught before anything is written. Adjusts c: curriculum starts
-    above their end are clipped to it, and the loss window and min_lr follow b and the lr unless given (set by
-    a file or flag). Returns the warnings worth printing; a flag that changes nothing is one, and goes back to
-    its base value (the config files' or the default), so that it does not rename the run. here=False: the
-    device is checked where the run runs (sweep.py --cluster)."""
+    """Impossible values and combinations, caught before anything is written; curriculum starts are clipped
+    to their end, and the loss window and min_lr follow b and the lr unless given (by a file or flag). Returns
+    the warnings (see warnings). here=False: the device is checked where the run runs (sweep --cluster)."""
     def need(ok, key, what):
         if not ok:
             raise ConfigError(f'--{key}={c[key]!r}: {what}')
@@ -138,7 +133,7 @@ def check_config(c, given=(), base=None, here=True):
                 'curriculum_gate'):
         need(c[key] >= 0, key, 'must be at least 0')
     for key in ('n_loops', 'n_loops_draw'):  # a step's cost grows with b: past this, a typo
-        need(c[key] <= MAX_LOOPS, key, f'must be at most {MAX_LOOPS}')
+        need(c[key] <= 1000, key, 'must be at most 1000')
     for key in ('dropout', 'beta1', 'beta2'):
         need(0 <= c[key] < 1, key, 'must be in [0, 1)')
     for key in ('seed', 'val_seed'):  # seed + 1 and seed * 1_000_003 + step must fit torch's 64 bits
@@ -267,8 +262,6 @@ def configure(argv, here=True):
 def open_run(argv):
     """Flags -> (config, run directory, checkpoint to resume or None), or a ConfigError; writes nothing."""
     config, directory, said = configure(argv)
-    if config['wandb_log'] and importlib.util.find_spec('wandb') is None:
-        raise ConfigError('--wandb_log=True: wandb is not installed (pip install wandb)')
     for warning in said:
         print(f'warning: {warning}', file=sys.stderr)
     return config, directory, rundir.find_checkpoint(config, directory)
@@ -300,18 +293,7 @@ if __name__ == '__main__':
 
     # the run directory (config.json, log.csv, ckpt.pt), locked while this process lives
     ckpt_path, log_path = os.path.join(directory, 'ckpt.pt'), os.path.join(directory, 'log.csv')
-    tracker = SimpleNamespace(log=lambda *args, **kwargs: None)  # wandb's stand-in: no `if` in the loop
-    if c.wandb_log:  # before the run is written: a failure (not logged in, a bad project) leaves nothing
-        import wandb
-        made = not os.path.exists(directory)
-        os.makedirs(directory, exist_ok=True)
-        try:
-            name = c.wandb_run_name or os.path.basename(directory)
-            tracker = wandb.init(project=c.wandb_project, name=name, config=config, dir=directory)
-        except Exception as err:  # wandb's own errors are of many kinds
-            if made:
-                shutil.rmtree(directory, ignore_errors=True)
-            fail(f'--wandb_log=True: wandb.init failed: {type(err).__name__}: {str(err).strip()[:200]}')
+    tracker = rundir.tracker(config, directory)  # wandb, or a stand-in whose log does nothing: no `if` below
     run_lock, rows = rundir.take(directory, config, ckpt)
     val_set = functools.cache(lambda d, N: validation_set(  # the fixed prompts at each (d, N) reached
         c.task, c.val_prompts, N, c.n_dims, c.val_seed, device, c.noise_std, c.sparsity, n_dims_active=d))
@@ -355,10 +337,10 @@ if __name__ == '__main__':
           f'{model.num_params():,} parameters, steps {start_iter}..{c.max_iters}: '
           f'{flops_left[start_iter] / 1e12:.3g} TFLOP', flush=True)
     # a 2-core CPU averages 45-85 GFLOP/s over a whole run (the defaults: 367 TFLOP in 72 min; --n_keep=32
-    # --select=random: 208 in about 75), so a range, said now, not after the curricula's cheap first stages
-    hours = [flops_left[start_iter] / rate / 3600 for rate in (85e9, 45e9)]
-    if device.type == 'cpu' and hours[1] > 1:
-        print(f'note: that is about {hours[0]:.1f} to {hours[1]:.1f} h for a 2-core CPU; '
+    # --select=random: 208 in about 75): a range, said now, not after the curricula's cheap first stages
+    hours = flops_left[start_iter] / 3600 / 1e9
+    if device.type == 'cpu' and hours > 45:
+        print(f'note: that is about {hours / 85:.1f} to {hours / 45:.1f} h for a 2-core CPU; '
               f'config/laptop.py learns the task in minutes', flush=True)
     loss_sum, loss_count = torch.zeros((), device=device), 0
     # a resumed run compares its loss with the run's first, and keeps the checkpoint it resumed from
