@@ -114,15 +114,12 @@ def bench(c, warmup, steps, lockstep=False):
 
 
 def main(argv):
-    if '--help' in argv or '-h' in argv:
-        print(help_text(__doc__, BENCH_DEFAULTS, BENCH_HELPS))
-        print('\n' + help_text("train.py's flags, which set the config timed:", train.DEFAULTS, train.HELPS))
-        sys.exit(0)
     ours = [a for a in argv if a.startswith('--') and a[2:].partition('=')[0] in BENCH_DEFAULTS]
-    train_args = [a for a in argv if a not in ours]
+    train_args = [a for a in argv if a not in ours]  # --help too: it lists bench.py's flags, then train.py's
+    usage = help_text(__doc__, BENCH_DEFAULTS, BENCH_HELPS) + "\n\ntrain.py's flags, which set the config:"
     try:
         opts, _, _, _ = parse(ours, BENCH_DEFAULTS, lowest={'warmup': 0, 'steps': 1, 'threads': 0})
-        config, _, stems, _ = parse(train_args, train.DEFAULTS, train.CHOICES)
+        config, _, stems, _ = parse(train_args, train.DEFAULTS, train.CHOICES, usage, train.HELPS)
         train.check_config(config)
     except ConfigError as err:
         fail(err)

@@ -132,9 +132,8 @@ PARAMS = {'gd': 'steps s, of size 1 / lambda_max (as the gd baseline)', 'ridge':
 
 
 def kept_examples(config, n_keep, scores, n_loops):
-    """(B, n): the examples a cut model still holds at loop n_loops, as model.py's select keeps them (the
-    first or last n, or the n highest scores; cuts nest, so a shrinking cut's last n says which); None if
-    no cut applies. n_keep: None for the model's own cut, 0 for none."""
+    """(B, n): the examples a cut model still holds at loop n_loops, as model.py's select keeps them (cuts
+    nest, so a shrinking cut's last n says which); None if none is cut. n_keep: None: its own cut; 0: none."""
     B, N = scores.shape
     n = config.n_keep if n_keep is None else n_keep
     if not 0 < n < N or config.truncate_after >= n_loops:
@@ -216,13 +215,10 @@ def calibrated(w, X, y, linear, loops, generator):
 
 @torch.no_grad()
 def loop_lens(model, xs, ys, n_loops, n_keep=None, seed=0):
-    """The model after loop t = 1..n_loops as a function of the query, f_t: its weights
-    w_t = (f_t(sqrt(d) e_j) - f_t(0)) / sqrt(d), in one pass over d + 2 copies of each prompt (d probes, 0,
-    its own query; the causal mask hides the query from the rest), read against gradient descent, ridge,
-    Newton and least squares on the prompt's examples (calibrated). Where f_t is not linear (no mask, a
-    nonlinear model), affine_err and intercept say so. A cut model (n_keep: None for its own cut, 0 for none)
-    is read against the examples it keeps (those past its cut; loops up to truncate_after saw all N), and
-    against all N."""
+    """The model after loop t as a function of the query, f_t: its weights w_t = (f_t(sqrt(d) e_j) - f_t(0)) /
+    sqrt(d), from one pass over d + 2 copies of each prompt (d probes, 0, its query; the causal mask hides the
+    query from the rest), read against the families and least squares (calibrated); affine_err and intercept
+    say where f_t is not linear. A cut model is read against the examples it keeps, and against all N."""
     B, P, d = xs.shape
     scale = d ** 0.5  # probes as long as a typical x
     queries = torch.cat((scale * torch.eye(d), torch.zeros(1, d))).expand(B, d + 1, d)
@@ -289,9 +285,8 @@ def evaluate_run(model, config, xs, ys, settings):
 
 
 def reusable(path, identity, settings):
-    """The eval.json at path if made with these settings from this very checkpoint, else None: re-summarising
-    a sweep then evaluates only what is new. identity None: no checkpoint, so the settings alone count (one
-    from before the lens too). A ConfigError if the file is damaged or hand-edited."""
+    """The eval.json at path if made with these settings from this checkpoint (identity None: the settings
+    alone count), else None: a sweep summed up again evaluates only what is new. A ConfigError if damaged."""
     if not os.path.isfile(path):
         return None
     result = read_eval(path)
@@ -302,9 +297,8 @@ def reusable(path, identity, settings):
 
 
 def lens_cells(rs, b):
-    """The lens at loop b over the seeds' results rs: what explains w_b in most seeds (and in how many, where
-    they differ), and the family nearest w_b relative to the noise null: its distance vs the null's (means
-    over seeds)."""
+    """The lens at loop b over the seeds' results rs: what explains w_b in most seeds (in how many, where
+    they differ), and the family nearest w_b relative to the noise null, its distance vs the null's."""
     said, near = ([r['lens'][key][b - 1] for r in rs] for key in ('explains', 'nearest'))
     top, fam = (max(sorted(set(v)), key=v.count) for v in (said, near))  # ties: the first alphabetically
     dist, null = (np.mean([r['lens']['families'][fam][key]['mean'][b - 1] for r in rs])
@@ -345,7 +339,7 @@ def print_summary(results, variants):
 
 
 def options(argv):
-    """(flags, the settings an eval.json records, run patterns), or a ConfigError (sweep.py's check too)."""
+    """(flags, the settings an eval.json records, run patterns, device), or a ConfigError (sweep's too)."""
     opts, _, _, patterns = parse(argv, DEFAULTS, usage=__doc__, helps=HELPS, files=False,
                                  lowest={'max_loops': 1, 'n_prompts': 2, 'gd_steps': 0})
     if not patterns:
@@ -357,21 +351,18 @@ def options(argv):
     # the settings an eval.json records, and must match to be reused (k_prompts 0: all)
     settings = {key: value for key, value in opts.items() if key not in ('device', 'reuse', 'labels')}
     settings['k_prompts'] = min(opts['k_prompts'] or opts['n_prompts'], opts['n_prompts'])
-    check_device(opts['device'])
-    return opts, settings, patterns
+    return opts, settings, patterns, check_device(opts['device'])
 
 
 def main(argv):
     try:
-        opts, settings, patterns = options(argv)
-        device = check_device(opts['device'])
+        opts, settings, patterns, device = options(argv)
         runs = find_runs(patterns, ('ckpt.pt', 'model.pt', 'eval.json'))
         models, results = {}, {}  # every checkpoint loads before any eval.json is written
         for run in runs:
-            ckpt_path = os.path.join(run, 'ckpt.pt')
-            if not os.path.isfile(ckpt_path):  # else the trained weights alone (model.pt, as results/ keeps)
-                ckpt_path = os.path.join(run, 'model.pt')
-            if os.path.isfile(ckpt_path):
+            ckpt_path = next((p for p in (os.path.join(run, 'ckpt.pt'), os.path.join(run, 'model.pt'))
+                              if os.path.isfile(p)), None)  # model.pt: the trained weights, as results/ keeps
+            if ckpt_path:
                 model, ckpt = load_model(ckpt_path, device)
                 # what an eval.json was computed from: the same weights, whichever file brought them
                 weights = hashlib.sha256(b''.join(t.cpu().reshape(-1).view(torch.uint8).numpy().tobytes()

@@ -222,12 +222,10 @@ class LoopedGPT(nn.Module):
         return chosen if mode == 'shuffle' else chosen.sort(dim=1).values
 
     def forward(self, xs, ys, n_loops=None, loss_window=None, n_keep=None, scores=None):
-        """xs: (B, k+1, d) the k examples' x and the query's; ys: (B, k+1) their y (the query's: the target).
-        scores: (B, k) uniform random numbers, one per example, for select = random | shuffle.
-        Runs n_loops loops; the last loss_window are read out and carry gradient.
-        Returns (preds, loss): preds is a list of loss_window tensors (B, n_t + 1), the prediction at every
-        x token still in the prompt after loop t (the query's last); loss is the mean over those loops of
-        the squared error against the matching y (all positions, or the query only)."""
+        """xs: (B, k+1, d) the k examples' x and the query's; ys: (B, k+1) their y (the query's: the target);
+        scores: (B, k) one uniform draw per example, for select = random | shuffle. Runs n_loops loops; the
+        last loss_window are read out and carry gradient: preds holds, for each, the prediction (B, n_t + 1)
+        at every x token still in hand (the query's last), and loss is their mean squared error."""
         c = self.config
         n_loops = c.n_loops if n_loops is None else n_loops
         loss_window = min((c.loss_window if loss_window is None else loss_window) or n_loops, n_loops)
@@ -306,19 +304,15 @@ class LoopedGPT(nn.Module):
         return batch_size * total / len(loops)
 
 
-# dense peak FLOP/s by (GPU, dtype), from NVIDIA's H100 SXM datasheet; the H200 is the same GH100 die with
-# other memory, and spec tables give it the same figures. Other devices print no MFU
-PEAK_FLOPS = {(gpu, dtype): peak for gpu in ('H100', 'H200') for dtype, peak in (('bfloat16', 989e12),
-                                                                                  ('float32', 67e12))}
+# dense peak FLOP/s by dtype, from NVIDIA's H100 SXM datasheet; the H200 is the same GH100 die with other
+# memory, and spec tables give it the same figures. Other devices print no MFU
+PEAK_FLOPS = {'bfloat16': 989e12, 'float32': 67e12}
 
 
 def estimate_mfu(flops_per_s, device, dtype):
     """Model FLOPs utilisation against the dense peak of the GPU in use, where it is known; else None."""
-    if device.type != 'cuda':
-        return None
-    name = torch.cuda.get_device_name(device)
-    peak = next((p for (gpu, dt), p in PEAK_FLOPS.items() if gpu in name and dt == dtype), None)
-    return flops_per_s / peak if peak else None
+    gpu = torch.cuda.get_device_name(device) if device.type == 'cuda' else ''
+    return flops_per_s / PEAK_FLOPS[dtype] if 'H100' in gpu or 'H200' in gpu else None
 
 
 def autocast(device, dtype):

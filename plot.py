@@ -80,9 +80,8 @@ def mean_std(y):
 
 
 def band(mean, spread, y=None):
-    """The band's edges: mean ± spread, cut to the range the runs y (runs, n) span, so that seeds split
-    between solving the task and not do not draw a band down to zero on a log axis; never below
-    mean / 1000."""
+    """The band's edges: mean ± spread, cut to the range the runs y (runs, n) span, lest seeds split between
+    solving the task and not draw it down to zero on a log axis; never below mean / 1000."""
     low, high = mean - spread, mean + spread
     if y is not None and len(y) > 1:
         with warnings.catch_warnings():
@@ -282,9 +281,8 @@ def draw_spectrum(ax, lenses, b, color, ls):
 
 
 def select_variants(runs, only, labels):
-    """Group the runs into variants, keep those whose label holds one of the strings in `only` (all if empty),
-    label the kept ones by what differs among them alone, then apply the renames of the text `labels`.
-    Returns (kept runs, [(label, indices into the kept runs)])."""
+    """(runs, [(label, indices into them)]): the variants whose label holds a string in `only` (all if empty),
+    labelled by what differs among the kept alone, then renamed as the text `labels` says."""
     groups = group_runs([r['config'] for r in runs], [r['dir'] for r in runs])
     if only:
         kept = [i for label, idx in groups if any(s in label for s in only) for i in idx]

@@ -269,9 +269,8 @@ def rng_state(device, generators):
 
 
 def restore(ckpt, model, optimizers, device, generators):
-    """The weights, the optimizers and every random state the run uses, from its checkpoint; AdamW's fused
-    kernel stays this device's choice, and a generator saved on another device type is re-seeded from
-    (seed, step). Returns the step to continue from."""
+    """The weights, the optimizers and every random state from the checkpoint, and the step to continue from;
+    AdamW's fused kernel stays this device's choice; a generator saved on another device type is re-seeded."""
     import torch
     model.load_state_dict(ckpt['model'])
     states = ckpt['optimizer'] if isinstance(ckpt['optimizer'], list) else [ckpt['optimizer']]  # one: AdamW's

@@ -407,11 +407,18 @@ def main(argv):
             done += [run] if run_state(run)[0] == 'done' else []
     if len(done) < len(runs) and (opts['evaluate'] or opts['plot']):
         print(f'{len(runs) - len(done)} of {len(runs)} runs are unfinished; {len(done)} go on', flush=True)
-    failures, stop = 0, []
+    failures, stop, running = 0, [], []
+    def pass_on(signum, frame):  # the script stops (each file whole or not written), then the sweep
+        stop.append(signum)
+        for p in running:
+            p.send_signal(signum)
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, pass_on)
     for script, flags, chosen in finishing(grid, done, plots, opts):
         process = start(script, [*[r.directory for r in chosen], *flags])
-        for s in (signal.SIGINT, signal.SIGTERM):  # passed on: it stops (each file whole or not written)
-            signal.signal(s, lambda signum, frame: stop.append(signum) or process.send_signal(signum))
+        running[:] = [process]
+        if stop:  # a signal that came while it started
+            process.send_signal(stop[0])
         if process.wait() != 0 and not stop:
             print(f'{script}.py failed (exit code {process.returncode})', flush=True)
             failures += 1

@@ -163,8 +163,7 @@ def check_config(c, given=(), base=None, here=True):
         need(c[f'{name}_start'] >= 0, f'{name}_start', 'must be at least 0 (0: no curriculum)')
         c[f'{name}_start'] = min(c[f'{name}_start'], c[end])
     device = check_device(c['device'] if here else 'cpu')
-    if c['dtype'] == 'bfloat16':
-        need(device.type != 'mps', 'dtype', 'bfloat16 autocast is not supported on MPS')
+    need(c['dtype'] != 'bfloat16' or device.type != 'mps', 'dtype', 'bfloat16 autocast does not run on MPS')
     return warnings(c, base or DEFAULTS)
 
 
@@ -342,11 +341,10 @@ if __name__ == '__main__':
     if device.type == 'cpu' and hours > 45:
         print(f'note: that is about {hours / 85:.1f} to {hours / 45:.1f} h for a 2-core CPU; '
               f'config/laptop.py learns the task in minutes', flush=True)
-    loss_sum, loss_count = torch.zeros((), device=device), 0
+    losses = []  # the training losses since the last row, on the device: no sync per step
     # a resumed run compares its loss with the run's first, and keeps the checkpoint it resumed from
     first_loss = float(rows[0]['train_loss']) if rows and rows[0].get('train_loss') else None
     saved_iter, diverged = (start_iter if ckpt is not None else None), ''
-    bad_iter = torch.full((), -1, device=device)  # first non-finite loss, on the device: no sync per step
     t_last, step_last = time.time(), start_iter
     t_row, step_row = t_last, start_iter  # the log's ms_per_step: all the wall time since the last row
     draw = lambda low, high: int(torch.randint(low, high + 1, (1,), generator=generators['host']))
@@ -393,16 +391,16 @@ if __name__ == '__main__':
             o.zero_grad(set_to_none=True)  # frees the gradients' memory until the next backward
 
         # bookkeeping without a host sync: a GPU never waits for the CPU between log intervals
-        loss_sum, loss_count = loss_sum + loss.detach(), loss_count + 1
-        bad_iter = torch.where((bad_iter < 0) & ~torch.isfinite(loss.detach()), it + 1, bad_iter)
+        losses.append(loss.detach())
         done = it + 1
         evaluating = done % c.eval_interval == 0 or done == c.max_iters
         if not (done % c.log_interval == 0 or evaluating or stop):
             continue  # most steps end here
-        if bad_iter.item() >= 0:  # diverged: stop before anything is saved from the bad weights
+        bad = (~torch.isfinite(torch.stack(losses))).nonzero()  # losses[i] is step step_row + i + 1's
+        if len(bad):  # diverged: stop before anything is saved from the bad weights
             kept = 'the last checkpoint is kept' if os.path.exists(ckpt_path) else 'no checkpoint was written'
-            fail(f'the loss became {loss.item()} at step {bad_iter.item()}; stopping ({kept}, {directory}). '
-                 f'Try a lower --learning_rate or --grad_clip.', code=3)
+            fail(f'the loss became {loss.item()} at step {step_row + 1 + bad[0].item()}; stopping ({kept}, '
+                 f'{directory}). Try a lower --learning_rate or --grad_clip.', code=3)
         seconds = time.time() - t_last
         ms_per_step = seconds * 1000 / (done - step_last)
         flop_rate = (flops_left[step_last] - flops_left[done]) / seconds
@@ -412,7 +410,7 @@ if __name__ == '__main__':
         if evaluating:
             now = time.time()  # every step since the last row, its validation and the gate's checks included
             row_ms, t_row, step_row = (now - t_row) * 1000 / (done - step_row), now, done
-            train_loss = (loss_sum / loss_count).item()
+            train_loss = torch.stack(losses).mean().item()
             first_loss = first_loss or train_loss
             b_val = min(b_now, c.n_loops)  # the curriculum's b, up to b_train (the draw goes past it)
             errs, text, diverged = validate(model, c, val_set, ctx, d_now, N_now, b_val, train_loss,
@@ -421,11 +419,10 @@ if __name__ == '__main__':
                    'd': d_now, 'N': N_now, 'b': b_val}
             rundir.append_row(log_path, [f'{row[k]:.6g}' if isinstance(row[k], float) else row[k]
                                          for k in rundir.LOG_COLUMNS])
-            save(done)
-            saved_iter, line = done, line + text
+            line += text
             tracker.log(row, step=done)  # a no-op unless --wandb_log=True
-            loss_sum, loss_count = torch.zeros((), device=device), 0  # the next row's mean starts afresh
-        elif stop:  # saved before any output: a closed stdout (| tee, then Ctrl-C) must not cost it
+            losses = []  # the next row's mean starts afresh
+        if evaluating or stop:  # saved before any output: a closed stdout (| tee, Ctrl-C) must not cost it
             save(done)
             saved_iter = done
         # speed and time to go, from the FLOPs done and left: the curricula's growth is counted
