@@ -32,7 +32,7 @@ from model import (ATTENTIONS, INJECTS, LOSS_ONS, POS_EMBS, SCHEDULES, SELECTS, 
                    autocast, estimate_mfu)
 
 # -----------------------------------------------------------------------------
-# defaults: the experiments' model on d = 20, N = 64, and a recipe that trains it (RESULTS.md)
+# defaults: the experiments' model on d = 20, N = 64, and a recipe that trains it (results/RECIPE.md)
 # I/O
 out_dir = 'out'          # where run directories go
 run_name = ''            # '' names the run from its config files and non-default flags
