@@ -119,8 +119,10 @@ def main(argv):
     usage = help_text(__doc__, BENCH_DEFAULTS, BENCH_HELPS) + "\n\ntrain.py's flags, which set the config:"
     try:
         opts, _, _, _ = parse(ours, BENCH_DEFAULTS, lowest={'warmup': 0, 'steps': 1, 'threads': 0})
-        config, _, stems, _ = parse(train_args, train.DEFAULTS, train.CHOICES, usage, train.HELPS)
-        train.check_config(config)
+        given = set()  # checked as train.py checks them: a window or min_lr given is not adjusted
+        config, base, stems, _ = parse(train_args, train.DEFAULTS, train.CHOICES, usage, train.HELPS,
+                                       given=given)
+        train.check_config(config, given, base)
     except ConfigError as err:
         fail(err)
     if not opts['compare']:

@@ -554,6 +554,12 @@ def test_bad_values_are_one_line_errors(tmp_path, monkeypatch, flags, words):
     assert os.listdir(tmp_path) == []
 
 
+def test_bench_checks_a_given_loss_window_as_train_does(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # an explicit window above b is refused, not clipped, as train.py refuses it
+    result = cli('bench.py', '--n_loops=2', '--loss_window=5', '--steps=1', '--warmup=0')
+    one_line_error(result, '--loss_window=5')
+
+
 @pytest.mark.parametrize('script,flag', [('sweep.py', '--max_parallel=0'), ('bench.py', '--steps=0'),
                                          ('eval_extrapolation.py', '--n_prompts=1')])
 def test_a_flag_below_its_lowest_value_is_refused(tmp_path, monkeypatch, script, flag):
