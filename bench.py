@@ -1,15 +1,12 @@
-"""
-Speed and peak memory of train.py's training step at the config's full d, N and b. Prints one JSON line.
+"""Speed and peak memory of train.py's training step at the config's full d, N and b. Prints one JSON line.
 
     python bench.py                                          # the default config, b = 10, T = 5
     python bench.py config/laptop.py --steps=50              # any config file or --key=value train.py takes
     python bench.py --compare=True --threads=2               # also the plain baseline, and the ratios
 
---compare=True also times the plain baseline (explicit (B, nh, L, L) attention, no compile, the same loss
-window), checkpoint_loops=True and the other optimizer (muon for adamw, adamw for muon), each with its speed
-over the config's (speed_vs_config). Peak memory: the process's peak RSS on a CPU, max_memory_allocated on
-CUDA, driver_allocated_memory on MPS. mfu (GPUs of known peak only) counts model.flops_per_step.
-"""
+--compare=True also times the plain baseline (explicit (B, nh, L, L) attention, no compile),
+checkpoint_loops=True and the other optimizer, each with its speed over the config's (speed_vs_config).
+Peak memory: peak RSS on a CPU, max_memory_allocated on CUDA, driver_allocated_memory on MPS."""
 
 import json
 import os
@@ -23,7 +20,7 @@ from types import SimpleNamespace
 import torch
 
 import train
-from configurator import ConfigError, check_device, exit_on_errors, fail, help_text, parse, read_defaults
+from configurator import check_device, exit_on_errors, help_text, parse, read_defaults
 from data import make_generator, sample_batch
 from model import LoopedGPT, LoopedGPTConfig, autocast, estimate_mfu
 
@@ -69,7 +66,7 @@ def bench(c, warmup, steps, lockstep=False):
         device.type, lambda: None)
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats(device)
-    setup_mem, times, cpu_times = peak_mem_mb(device), [], []  # wall and process CPU seconds of each step
+    setup_mem, times = peak_mem_mb(device), []  # (wall, process CPU) seconds of each step
     for _ in range(warmup + steps):
         if lockstep:
             sys.stdin.readline()
@@ -88,13 +85,12 @@ def bench(c, warmup, steps, lockstep=False):
             o.step()
             o.zero_grad(set_to_none=True)
         sync()
-        times.append(time.perf_counter() - t0)
-        cpu_times.append(time.process_time() - c0)
+        times.append((time.perf_counter() - t0, time.process_time() - c0))
         if lockstep:
             print('done', flush=True)
     if not torch.isfinite(loss):
         print(f'warning: the loss is {loss.item()} after {warmup + steps} steps', file=sys.stderr)
-    timed = times[warmup:]
+    timed, cpu = zip(*times[warmup:])
     step_s = statistics.median(timed)
     flops = model.flops_per_step(c.batch_size, c.n_points, c.n_loops, window)
     mfu = estimate_mfu(flops / step_s, device, dtype_name)
@@ -104,27 +100,21 @@ def bench(c, warmup, steps, lockstep=False):
             'mfu': round(mfu, 5) if mfu else None, 'gflops_per_s': round(flops / step_s / 1e9, 2),
             'step_ms': round(1000 * step_s, 2),  # the median
             'step_ms_min_max': [round(1000 * min(timed), 2), round(1000 * max(timed), 2)],
-            'cpu_ms': round(1000 * statistics.median(cpu_times[warmup:]), 2),
-            'first_step_s': round(times[0], 3),
+            'cpu_ms': round(1000 * statistics.median(cpu), 2), 'first_step_s': round(times[0][0], 3),
             'device': str(device) if device.type != 'cuda' else torch.cuda.get_device_name(device),
-            'dtype': dtype_name, 'threads': torch.get_num_threads(),
+            'dtype': dtype_name, 'threads': torch.get_num_threads(), 'torch': torch.__version__,
             # a shared machine: the load beside this run, and OpenMP's waiting (spinning threads suffer most)
-            'load_avg': round(os.getloadavg()[0], 2),
-            'omp_wait_policy': os.environ.get('OMP_WAIT_POLICY', ''), 'torch': torch.__version__}
+            'load_avg': round(os.getloadavg()[0], 2), 'omp_wait_policy': os.getenv('OMP_WAIT_POLICY', '')}
 
 
 def main(argv):
     ours = [a for a in argv if a.startswith('--') and a[2:].partition('=')[0] in BENCH_DEFAULTS]
     train_args = [a for a in argv if a not in ours]  # --help too: it lists bench.py's flags, then train.py's
     usage = help_text(__doc__, BENCH_DEFAULTS, BENCH_HELPS) + "\n\ntrain.py's flags, which set the config:"
-    try:
-        opts, _, _, _ = parse(ours, BENCH_DEFAULTS, lowest={'warmup': 0, 'steps': 1, 'threads': 0})
-        given = set()  # checked as train.py checks them: a window or min_lr given is not adjusted
-        config, base, stems, _ = parse(train_args, train.DEFAULTS, train.CHOICES, usage, train.HELPS,
-                                       given=given)
-        train.check_config(config, given, base)
-    except ConfigError as err:
-        fail(err)
+    opts, _, _, _ = parse(ours, BENCH_DEFAULTS, lowest={'warmup': 0, 'steps': 1, 'threads': 0})
+    given = set()  # checked as train.py checks them: a window or min_lr given is not adjusted
+    config, base, stems, _ = parse(train_args, train.DEFAULTS, train.CHOICES, usage, train.HELPS, given=given)
+    train.check_config(config, given, base)
     if not opts['compare']:
         if opts['threads']:
             torch.set_num_threads(opts['threads'])
@@ -135,9 +125,8 @@ def main(argv):
         other = 'adamw' if config['optimizer'] == 'muon' else 'muon'
         variants = {'baseline': [f'--{k}={v}' for k, v in BASELINE.items()], 'config': [],
                     'checkpoint_loops': ['--checkpoint_loops=True'], other: [f'--optimizer={other}']}
-        flags = [f'--{k}={opts[k]}' for k in ('warmup', 'steps', 'threads')] + ['--lockstep=True']
-        procs = [subprocess.Popen([sys.executable, os.path.abspath(__file__), *train_args, *extra, *flags],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        command = [sys.executable, os.path.abspath(__file__), *argv, '--compare=False', '--lockstep=True']
+        procs = [subprocess.Popen(command + extra, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
                  for extra in variants.values()]
         for i in range(opts['warmup'] + opts['steps']):
             for p in procs[i % len(procs):] + procs[:i % len(procs)]:  # none always goes first
@@ -146,13 +135,11 @@ def main(argv):
                     for q in procs:
                         q.kill()
                     sys.exit(p.wait() or 1)
-        runs = {}
-        for name, p in zip(variants, procs):
-            p.stdin.close()
-            out = p.stdout.read()  # through the same buffer readline used: communicate() would bypass it
-            if p.wait():
-                sys.exit(p.returncode)
-            runs[name] = json.loads(out.strip().splitlines()[-1])
+        # each prints its result last, read through the buffer readline used (communicate() would bypass it)
+        outs = [p.stdout.read() for p in procs]
+        if any(p.wait() for p in procs):
+            sys.exit(next(p.returncode for p in procs if p.returncode))
+        runs = {name: json.loads(out.splitlines()[-1]) for name, out in zip(variants, outs)}
         result, base = runs['config'], runs['baseline']
         kept = ('steps_per_s', 'peak_mem_mb', 'mfu', 'step_ms', 'step_ms_min_max', 'cpu_ms', 'load_avg')
         result.update({name: {**{k: runs[name][k] for k in kept}, 'speed_vs_config': round(

@@ -1,8 +1,6 @@
-"""
-The command line every script shares: `--key=value` flags and config files checked against the defaults'
-types (no exec), `--help` read from the comments beside the defaults, one-line usage errors, the device,
-and the names of run directories. Imports no torch at load time, so plot.py stays light.
-"""
+"""The command line every script shares: `--key=value` flags and config files checked against the defaults'
+types (no exec), `--help` from the comments beside the defaults, one-line errors, the device, and the names
+of run directories. Imports no torch at load time, so plot.py stays light."""
 
 import ast
 import contextlib
@@ -29,9 +27,8 @@ def fail(err, code=2):
 
 
 def exit_on_errors():
-    """An I/O error no code caught (a full disk, a closed pipe, a file gone) or a ConfigError ends the script
-    in one `error:` line, exit code 2; Ctrl-C in one line, 130. Code bugs keep their traceback. A path that is
-    not UTF-8 (a stray byte in a folder name) prints escaped rather than failing the print."""
+    """An uncaught I/O error (a full disk, a closed pipe) or ConfigError ends the script in one `error:` line,
+    exit 2; Ctrl-C in one line, 130; code bugs keep their traceback. Paths not in UTF-8 print escaped."""
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(AttributeError):  # a stand-in stream (as in tests) has no reconfigure
             stream.reconfigure(errors='backslashreplace')
@@ -41,20 +38,16 @@ def exit_on_errors():
             with contextlib.suppress(OSError, ValueError):
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             err = 'the output was closed before the end (broken pipe)'
-        if issubclass(kind, KeyboardInterrupt):
-            message, code = 'stopped by Ctrl-C', 130
-        elif issubclass(kind, (OSError, ConfigError)):
-            message, code = f'error: {err}', 2
-        else:
-            return sys.__excepthook__(kind, err, tb)
+        if not issubclass(kind, (KeyboardInterrupt, OSError, ConfigError)):
+            return sys.__excepthook__(kind, err, tb)  # a bug: its traceback
+        interrupted = issubclass(kind, KeyboardInterrupt)
         with contextlib.suppress(OSError, ValueError):  # stderr may be gone too: the exit code says it
-            print(message, file=sys.stderr)
-        sys.exit(code)
+            print('stopped by Ctrl-C' if interrupted else f'error: {err}', file=sys.stderr)
+        sys.exit(130 if interrupted else 2)
     sys.excepthook = hook
 
 
-# -----------------------------------------------------------------------------
-# defaults and their help, from the script that holds them
+# ----- defaults and --help from the script that holds them, then flags and config files over them
 
 def read_defaults(path, start, end):
     """{name: value}, {name: comment} of the `name = literal  # comment` lines between the markers start and
@@ -80,15 +73,11 @@ def help_text(usage, defaults, helps, choices=None):
     return '\n'.join(lines)
 
 
-# -----------------------------------------------------------------------------
-# flags and config files
-
 def set_value(config, key, value, source, defaults, choices):
     """config[key] = value, checked against the default's type (an int for a float is fine) and choices."""
     if key not in defaults:
-        close = difflib.get_close_matches(key, defaults, n=3)
-        hint = f' (did you mean {", ".join(close)}?)' if close else ''
-        raise ConfigError(f'{source}: unknown key {key!r}{hint}')
+        close = ', '.join(difflib.get_close_matches(key, defaults, n=3))
+        raise ConfigError(f'{source}: unknown key {key!r}' + (f' (did you mean {close}?)' if close else ''))
     default = defaults[key]
     if isinstance(default, bool) and isinstance(value, str) and value.lower() in ('true', 'false'):
         value = value.lower() == 'true'
@@ -105,16 +94,13 @@ def set_value(config, key, value, source, defaults, choices):
 
 
 def parse(argv, defaults, choices=None, usage='', helps=None, files=True, lowest=None, given=None):
-    """Defaults, then each config file (if files) or --key=value in order, each key in lowest at least its
-    value there; --help prints and exits 0. Returns (config, base, stems, positional): base is what the config
-    files alone make of the defaults, stems their names, positional the other arguments (run directories).
-    given: a set that receives the keys a file or flag set (a default it repeats included)."""
-    choices = choices or {}
+    """Defaults, then each config file (if files) or --key=value in order; lowest: {key: least value}; given
+    gets the keys set. (config, base: the defaults after the files alone, stems: their names, the rest)"""
+    choices, given = choices or {}, set() if given is None else given
     if '--help' in argv or '-h' in argv:
         print(help_text(usage, defaults, helps or {}, choices))
         sys.exit(0)
     config, base, stems, positional = dict(defaults), dict(defaults), [], []
-    given = set() if given is None else given
     for arg in argv:
         if arg.startswith('--'):  # --key=value: a Python literal, or else a bare word
             key, eq, raw = arg[2:].partition('=')
@@ -127,18 +113,15 @@ def parse(argv, defaults, choices=None, usage='', helps=None, files=True, lowest
             set_value(config, key, value, f'--{key}', defaults, choices)
             given.add(key)
         elif files:  # a config file: Python that assigns some of the defaults' names, run on its own
-            if not os.path.isfile(arg):
-                raise ConfigError(f'config file {arg!r} does not exist')
             try:
                 namespace = runpy.run_path(arg)
             except BaseException as err:  # SystemExit too: a config file does not end the run
                 raise ConfigError(f'config file {arg!r} does not run: {type(err).__name__}: {err}') from None
-            for key, value in namespace.items():
-                if key.startswith('_') or callable(value) or type(value).__name__ == 'module':
-                    continue  # its imports and helpers
-                set_value(config, key, value, arg, defaults, choices)
-                base[key] = config[key]
-                given.add(key)
+            for key, value in namespace.items():  # its imports and helpers aside
+                if not (key.startswith('_') or callable(value) or type(value).__name__ == 'module'):
+                    set_value(config, key, value, arg, defaults, choices)
+                    base[key] = config[key]
+                    given.add(key)
             stems.append(os.path.splitext(os.path.basename(arg))[0])
         else:
             positional.append(arg)
@@ -148,12 +131,9 @@ def parse(argv, defaults, choices=None, usage='', helps=None, files=True, lowest
     return config, base, stems, positional
 
 
-# -----------------------------------------------------------------------------
-# the device (torch is imported here, not at load time)
-
 def check_device(name):
     """The torch.device a --device value names (auto: cuda, then mps, then cpu), or a ConfigError."""
-    import torch
+    import torch  # here, not at load time
     available = {'cpu': True, 'cuda': torch.cuda.is_available(), 'mps': torch.backends.mps.is_available()}
     if name == 'auto':
         name = next(kind for kind in ('cuda', 'mps', 'cpu') if available[kind])
@@ -168,8 +148,7 @@ def check_device(name):
     return device
 
 
-# -----------------------------------------------------------------------------
-# run directories: naming, finding, grouping by variant
+# ----- run directories: naming, finding, grouping by variant
 
 # what changes where, how fast or how long a run runs, not what it computes: left out of the run's name
 NOT_IN_NAME = ('out_dir', 'run_name', 'eval_interval', 'log_interval', 'init_from', 'overwrite', 'device',
@@ -189,17 +168,14 @@ def run_dir(config, base, stems):
         return os.path.join(config['out_dir'], name)
     name = ','.join(stems + [f'{k}={v}' for k, v in config.items() if k not in NOT_IN_NAME and v != base[k]])
     raw = os.fsencode(name)  # a file name holds 255 bytes at most (not characters): past 200, a hash
-    if len(raw) > 200:
-        cut = name[:200]
-        while len(os.fsencode(cut)) > 200:  # whole characters only
-            cut = cut[:-1]
+    if len(raw) > 200:  # cut at whole characters
+        cut = next(name[:n] for n in range(200, 0, -1) if len(os.fsencode(name[:n])) <= 200)
         name = cut.rsplit(',', 1)[0] + ',+' + hashlib.sha1(raw).hexdigest()[:8]
     return os.path.join(config['out_dir'], f'{name},seed={config["seed"]}'.lstrip(','))
 
 
 def makeable(path):
-    """The nearest existing folder at or above path, if this process may make path there (a ConfigError
-    if not): a mistyped or read-only folder ends in one line, before anything runs."""
+    """The nearest existing folder at or above path, if this process may make path there, or a ConfigError."""
     parent = os.path.abspath(path)
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
@@ -213,8 +189,7 @@ def makeable(path):
 
 
 def shell_command(script, args):
-    """`python script args...` as one would type it, quoted for the shell."""
-    return ' '.join(shlex.quote(a) for a in ['python', script, *args])
+    return shlex.join(['python', script, *args])  # as one would type it, quoted for the shell
 
 
 def find_runs(patterns, need):
@@ -235,8 +210,7 @@ def find_runs(patterns, need):
 def group_runs(configs, names=None):
     """Runs whose configs differ only by seed (or by where and how they ran) form one variant.
     Returns [(label, [indices into configs])]; labels name the config keys that differ between variants."""
-    groups = {}
-    configs = [{**ADDED, **c} for c in configs]  # a run saved before a flag existed ran at its old value
+    groups, configs = {}, [{**ADDED, **c} for c in configs]  # a run saved before a flag ran at its old value
     for i, c in enumerate(configs):
         key = json.dumps({k: v for k, v in sorted(c.items()) if k not in NOT_IN_NAME})
         groups.setdefault(key, []).append(i)
@@ -245,8 +219,7 @@ def group_runs(configs, names=None):
     differ = [k for k in keys if len({json.dumps(c.get(k)) for c in firsts}) > 1]
     labels = [', '.join(f'{k}={c.get(k)}' for k in differ) for c in firsts]
     if len(labels) == 1:  # one variant: name it after its run directory, less the seed
-        name = os.path.basename(names[0]) if names else ''
-        labels = [re.sub(r',?seed=\d+$', '', name) or 'model']
+        labels = [re.sub(r',?seed=\d+$', '', os.path.basename(names[0]) if names else '') or 'model']
     return list(zip(labels, groups.values()))
 
 
@@ -256,8 +229,7 @@ def split_list(text):
 
 
 def rename_variants(groups, labels):
-    """group_runs' [(label, idx)] with the renames of a --labels text (old=new, split at ; or ,).
-    An old name that is no variant's is a ConfigError listing the variants."""
+    """group_runs' [(label, idx)] renamed by a --labels text (old=new, split at ; or ,), or a ConfigError."""
     rename = {}
     for entry in split_list(labels):
         old, eq, new = entry.rpartition('=')

@@ -1,15 +1,13 @@
 """
-Evaluate trained runs: the query error as the loop count grows past b_train, and as the number of
-in-context examples k grows, next to the classical algorithms on the very same prompts.
+Evaluate trained runs: the query error as the loop count grows past b_train and as the in-context examples
+k grow, beside the classical algorithms on the same prompts; and the loop lens, which algorithm each loop is.
 
     python eval_extrapolation.py out/exp5_* --max_loops=50
     python eval_extrapolation.py out/RUN --max_loops=100 --full_context=True   # a truncated model, uncut
 
-Writes RUN/eval.json for each run and prints a table over seeds. Every run is scored on one fixed set of
-prompts (--n_prompts, --seed), drawn on the CPU as random truncation's draws are: the same on every device.
-A run without ckpt.pt is evaluated from its model.pt (the trained weights, as results/ keeps them); one with
-an eval.json alone joins the table as it is, if its settings match.
-On a CPU shared with other jobs, OMP_NUM_THREADS=1 is often several times faster.
+Writes RUN/eval.json per run and a table over seeds, every run scored on one fixed prompt set (--n_prompts,
+--seed), the same on any device. A run without ckpt.pt is evaluated from its model.pt; one with an eval.json
+alone joins the table if its settings match. On a shared CPU, OMP_NUM_THREADS=1 is often several times faster.
 """
 
 import functools
@@ -81,12 +79,10 @@ def mean_sem(errors):
 
 @torch.no_grad()
 def model_predictions(model, xs, ys, n_loops, first_loop=1, n_keep=None, seed=0, scores=None):
-    """(preds, change): the query's prediction after each loop first_loop..n_loops, (loops, B) on the CPU, in
-    one pass per chunk; per loop 1..n_loops, the mean ||h_t - h_{t-1}|| / ||h_t||, how far from a fixed point.
-    n_keep: None for the run's cut, 0 for none. scores (B, N): truncation's draws (default: from seed)."""
+    """(preds: the query's prediction after loops first_loop..n_loops, (loops, B) on the CPU, in one pass;
+    change: mean ||h_t - h_{t-1}|| / ||h_t|| per loop). n_keep: None: its cut, 0: none; scores (B, N)."""
     model.eval()
-    device = next(model.parameters()).device
-    B, P, _ = xs.shape
+    device, (B, P, _) = next(model.parameters()).device, xs.shape
     # a CPU runs fastest on a chunk that fits its cache (1.6x all 1280 prompts at once); a GPU on big batches
     chunk = max(1, (2 ** 13 if device.type == 'cpu' else 2 ** 17) // (2 * P - 1))
     if scores is None:  # the same draws on every call and device
@@ -95,14 +91,13 @@ def model_predictions(model, xs, ys, n_loops, first_loop=1, n_keep=None, seed=0,
 
     def hook(module, inputs, h):  # ln_f runs once per loop: h is h_t
         t, prev, h = state['t'], state['prev'], h.flatten(1)  # a prompt's whole state, tokens x channels
-        # NaN where nothing is like-for-like: loop 1 has no h_{t-1}, and a cut drops tokens
-        like = prev is not None and prev.shape == h.shape
-        change[t] += ((h - prev).norm(dim=1) / h.norm(dim=1)).sum() if like else math.nan
+        # NaN where nothing is like-for-like: loop 1 has no h_{t-1} (prev is empty), and a cut drops tokens
+        change[t] += ((h - prev).norm(dim=1) / h.norm(dim=1)).sum() if prev.shape == h.shape else math.nan
         state.update(t=t + 1, prev=h)
 
     handle, out = model.ln_f.register_forward_hook(hook), []
     for i in range(0, B, chunk):
-        state.update(t=0, prev=None)
+        state.update(t=0, prev=torch.empty(0))
         x, y, s = (v[i:i + chunk].to(device) for v in (xs, ys, scores))
         preds, _ = model(x, y, n_loops=n_loops, loss_window=n_loops - first_loop + 1, n_keep=n_keep, scores=s)
         out.append(torch.stack([p[:, -1].float() for p in preds]).cpu())  # the query's, per loop
@@ -132,10 +127,8 @@ PARAMS = {'gd': 'steps s, of size 1 / lambda_max (as the gd baseline)', 'ridge':
 
 
 def kept_examples(config, n_keep, scores, n_loops):
-    """(B, n): the examples a cut model still holds at loop n_loops, as model.py's select keeps them (cuts
-    nest, so a shrinking cut's last n says which); None if none is cut. n_keep: None: its own cut; 0: none."""
-    B, N = scores.shape
-    n = config.n_keep if n_keep is None else n_keep
+    """(B, n): the examples a cut model holds at loop n_loops, as model.py keeps them (cuts nest), or None."""
+    (B, N), n = scores.shape, config.n_keep if n_keep is None else n_keep
     if not 0 < n < N or config.truncate_after >= n_loops:
         return None
     if config.select in ('first', 'last'):
@@ -144,10 +137,8 @@ def kept_examples(config, n_keep, scores, n_loops):
 
 
 def filters(lam):
-    """Each family's filter (B, P, d) at every parameter of its grid, for the eigenvalues lam (B, d,
-    ascending) of XtX: the fraction of w_LS's component along each eigen-direction that its iterate from w = 0
-    holds (1 - the shrinkage). Each iterate is a function of XtX applied to Xty = XtX w_LS, so it is
-    V diag(filter) Vt w_LS (V: the eigenvectors)."""
+    """Each family's filter (B, P, d) over its grid, for XtX's eigenvalues lam (B, d, ascending): an iterate
+    from w = 0 is a function of XtX times Xty = XtX w_LS, so V diag(filter) Vt w_LS (1 - the shrinkage)."""
     lam = lam.clamp_min(0).unsqueeze(1)  # (B, 1, d); eigh may give -1e-15 for 0
     x = lam / lam[..., -1:].clamp_min(1e-300)  # lambda / lambda_max
     s, mu, k = (grid.view(-1, 1) for grid in FAMILIES.values())  # (P, 1)
@@ -156,37 +147,9 @@ def filters(lam):
             'newton': 1 - (1 - x ** 2) ** 2 ** k}  # 1 - lambda m_k starts at 1 - x^2 and squares each step
 
 
-def nearest(u, c, phi, norm):
-    """The family's iterate nearest each w (u: (..., B, d) in the eigenbasis, where w_LS is c (B, d)): its
-    distance / ||w_LS|| (..., B) and its index in the grid, the first within 1% (or float32's reading) of the
-    nearest: past convergence the iterates tie, and the nearest of them would be noise."""
-    it = phi * c.unsqueeze(1)  # (B, P, d): the iterates
-    d2 = u.pow(2).sum(-1, keepdim=True) - 2 * torch.einsum('...bd,bpd->...bp', u, it) + it.pow(2).sum(-1)
-    dist = d2.clamp_min(0).sqrt()  # (..., B, P)
-    idx = (dist <= 1.01 * dist.min(-1, keepdim=True).values + 1e-6 * norm.unsqueeze(-1)).double().argmax(-1)
-    return dist.gather(-1, idx.unsqueeze(-1)).squeeze(-1) / norm, idx
-
-
-def spectral_view(x, u, c, fitted, loops):
-    """1 - w_i / (w_LS)_i per eigen-direction i (0: as least squares, 1: nothing of it), binned by
-    x = lambda_i / lambda_max (B, d) and averaged over directions and prompts weighted by (w_LS)_i^2 (a ratio
-    is as well measured as w_LS's component is large), for the model (u: (loops, B, d)) and each family at its
-    fitted parameters (fitted: {name: filter (loops, B, d)}), at the loops given."""
-    lo = min(0.1, x[x > 1e-10].quantile(0.01).item())  # a decade at least; any below: the first bin
-    edges = torch.logspace(math.log10(lo), 0, SPECTRUM_BINS + 1, dtype=torch.float64)
-    bins = torch.nn.functional.one_hot(torch.bucketize(x, edges[1:-1]), SPECTRUM_BINS).double()  # (B, d, K)
-    sel = [t - 1 for t in loops]
-    weight = (c.pow(2).unsqueeze(-1) * bins).sum((0, 1))  # (bins,); 0 in an empty bin: NaN, null in the json
-    binned = lambda v: [[None if math.isnan(s) else s for s in row]
-                        for row in (1 - torch.einsum('lbd,bdk->lk', v[sel] * c, bins) / weight).tolist()]
-    return {'loops': loops, 'edges': edges.tolist(), 'model': binned(u),
-            **{name: binned(f * c) for name, f in fitted.items()}}
-
-
 def calibrated(w, X, y, linear, loops, generator):
-    """The reading of w (n_loops, B, d) against the families' iterates on examples X (B, n, d), y (B, n), and
-    against a null: w_LS plus isotropic noise as far from it as w is, per prompt and loop. A family explains a
-    loop where it is nearer w than NULL_MARGIN times the null's distance to it (means over prompts)."""
+    """w (n_loops, B, d) against the families' iterates on X (B, n, d), y (B, n), and a null: w_LS plus
+    isotropic noise as far from it as w. A family explains a loop if nearer than NULL_MARGIN x the null."""
     lam, V = torch.linalg.eigh(X.mT @ X)  # (B, d), (B, d, d)
     w_ls = (torch.linalg.pinv(X) @ y.unsqueeze(-1)).squeeze(-1)  # (B, d), min-norm
     norm = w_ls.norm(dim=-1).clamp_min(1e-12)  # (B,)
@@ -196,44 +159,53 @@ def calibrated(w, X, y, linear, loops, generator):
     both = torch.stack((u, c + r * z / z.norm(dim=-1, keepdim=True)))  # (2, loops, B, d): the model, the null
     out, ratio, fitted = {'to_ls': mean_sem(r.squeeze(-1) / norm), 'families': {}}, [], {}
     for name, phi in filters(lam).items():
-        dist, idx = nearest(both, c, phi, norm)  # (2, loops, B)
+        it = phi * c.unsqueeze(1)  # (B, P, d): the iterates
+        dist = (both.pow(2).sum(-1, keepdim=True) - 2 * torch.einsum('...bd,bpd->...bp', both, it)
+                + it.pow(2).sum(-1)).clamp_min(0).sqrt()  # (2, loops, B, P)
+        # the nearest: the first within 1% (or float32's reading) of it, as past convergence the iterates tie
+        idx = (dist <= 1.01 * dist.min(-1, keepdim=True).values + 1e-6 * norm[:, None]).double().argmax(-1)
+        dist = dist.gather(-1, idx.unsqueeze(-1)).squeeze(-1) / norm  # (2, loops, B)
         grid = FAMILIES[name].log10() if name == 'ridge' else FAMILIES[name]
         out['families'][name] = {'dist': mean_sem(dist[0]), 'null': mean_sem(dist[1]),
                                  'param': mean_sem(grid[idx[0]])}
         ratio.append((dist[0].mean(-1) / dist[1].mean(-1)).nan_to_num(nan=math.inf))  # (loops,)
         fitted[name] = phi[torch.arange(len(c)), idx[0]]  # (loops, B, d): the filter at its fitted parameter
     best, near = torch.stack(ratio).min(0)
-    names, to_ls = list(fitted), out['to_ls']['mean']
-    out['nearest'] = [names[i] for i in near.tolist()]  # the family nearest w, relative to the null's
+    out['nearest'] = [list(fitted)[i] for i in near.tolist()]  # the family nearest w, relative to the null's
     # no family's iterate describes a loop that is not linear, and at least squares they all converge
     out['explains'] = ['not linear' if not lin else 'least_squares' if ls < LS_TOL else
                        out['nearest'][t] if q < NULL_MARGIN else 'none'
-                       for t, (lin, ls, q) in enumerate(zip(linear, to_ls, best.tolist()))]
-    out['spectrum'] = spectral_view(lam.clamp_min(0) / lam[:, -1:], u, c, fitted, loops)
+                       for t, (lin, ls, q) in enumerate(zip(linear, out['to_ls']['mean'], best.tolist()))]
+    # the spectral view: shrinkage 1 - w_i / (w_LS)_i in bins of lambda_i / lambda_max, weighted by (w_LS)_i^2
+    x = lam.clamp_min(0) / lam[:, -1:]  # (B, d)
+    lo = min(0.1, x[x > 1e-10].quantile(0.01).item())  # a decade at least; any below: the first bin
+    edges = torch.logspace(math.log10(lo), 0, SPECTRUM_BINS + 1, dtype=torch.float64)
+    bins = torch.nn.functional.one_hot(torch.bucketize(x, edges[1:-1]), SPECTRUM_BINS).double()  # (B, d, K)
+    weight = (c.pow(2).unsqueeze(-1) * bins).sum((0, 1))  # (bins,); 0 in an empty bin: NaN, null in the json
+    binned = lambda v: [[None if math.isnan(s) else s for s in row] for row in (
+        1 - torch.einsum('lbd,bdk->lk', v[[t - 1 for t in loops]] * c, bins) / weight).tolist()]
+    out['spectrum'] = {'loops': loops, 'edges': edges.tolist(), 'model': binned(u),
+                       **{name: binned(f * c) for name, f in fitted.items()}}
     return out
 
 
 @torch.no_grad()
 def loop_lens(model, xs, ys, n_loops, n_keep=None, seed=0):
-    """The model after loop t as a function of the query, f_t: its weights w_t = (f_t(sqrt(d) e_j) - f_t(0)) /
-    sqrt(d), from one pass over d + 2 copies of each prompt (d probes, 0, its query; the causal mask hides the
-    query from the rest), read against the families and least squares (calibrated); affine_err and intercept
-    say where f_t is not linear. A cut model is read against the examples it keeps, and against all N."""
+    """f_t, the model after loop t as a function of the query, as weights w_t = (f_t(sqrt(d) e_j) - f_t(0)) /
+    sqrt(d): one pass over d + 2 copies per prompt (d probes, 0, its query; the causal mask hides each from
+    the rest); affine_err, intercept: where f_t is not linear. A cut model: its kept examples, and all N."""
     B, P, d = xs.shape
     scale = d ** 0.5  # probes as long as a typical x
-    queries = torch.cat((scale * torch.eye(d), torch.zeros(1, d))).expand(B, d + 1, d)
-    queries = torch.cat((queries, xs[:, -1:]), dim=1)  # (B, d + 2, d)
+    queries = torch.cat((scale * torch.eye(d).expand(B, d, d), torch.zeros(B, 1, d), xs[:, -1:]), dim=1)
     copies = torch.cat((xs[:, None, :-1].expand(B, d + 2, P - 1, d), queries.unsqueeze(2)), dim=2)
     generator = make_generator(seed)  # one random cut per prompt and its copies, then the null's noise
     scores = torch.rand(B, P - 1, generator=generator)
-    f, _ = model_predictions(model, copies.flatten(0, 1), ys.repeat_interleave(d + 2, 0), n_loops,
-                             n_keep=n_keep, scores=scores.repeat_interleave(d + 2, 0))
-    f = f.double().view(n_loops, B, d + 2)
+    f = model_predictions(model, copies.flatten(0, 1), ys.repeat_interleave(d + 2, 0), n_loops, n_keep=n_keep,
+                          scores=scores.repeat_interleave(d + 2, 0))[0].double().view(n_loops, B, d + 2)
     f_0, f_x = f[..., d], f[..., d + 1]  # (loops, B)
     w = (f[..., :d] - f_0.unsqueeze(-1)) / scale  # (loops, B, d)
     rms = f_x.pow(2).mean(1, keepdim=True).sqrt().clamp_min(1e-12)  # a typical prediction, per loop
-    affine_err = (f_x - f_0 - (w * xs[:, -1].double()).sum(-1)).abs() / rms
-    intercept = f_0.abs() / rms
+    affine_err, intercept = (f_x - f_0 - (w * xs[:, -1].double()).sum(-1)).abs() / rms, f_0.abs() / rms
     linear = (torch.maximum(affine_err.mean(1), intercept.mean(1)) < LENS_TOL).tolist()
     X, y = xs[:, :-1].double(), ys[:, :-1].double()  # (B, N, d), (B, N)
     keep = kept_examples(model.config, n_keep, scores, n_loops)  # (B, n) or None
@@ -258,81 +230,66 @@ def evaluate_run(model, config, xs, ys, settings):
     b_train, max_loops, seed = config['n_loops'], settings['max_loops'], settings['seed']
     n_points, n_keep = xs.size(1) - 1, 0 if settings['full_context'] else None  # n_keep 0: no cut
     t0 = time.time()
-    # extrapolation: one pass, the query read out after every loop 1..max_loops
-    err_loops, fixed_point = model_errors(model, xs, ys, max_loops, 1, n_keep, seed)
+    err_loops, fixed_point = model_errors(model, xs, ys, max_loops, 1, n_keep, seed)  # one pass: every loop
     t1 = time.time()
     print(f'  loop sweep to b = {max_loops}: {t1 - t0:.0f} s; the lens next, then the k sweep', flush=True)
     lens = loop_lens(model, xs[:LENS_PROMPTS], ys[:LENS_PROMPTS], max_loops, n_keep, seed)
     t2 = time.time()
     print(f'  lens: {t2 - t1:.0f} s; k sweep over k = 0..{n_points} (its later k cost the most)', flush=True)
-    # error vs k: one pass per k, read out from loop lo to hi, which gives both b_train and max_loops
-    lo, hi = min(b_train, max_loops), max(b_train, max_loops)
-    curves = {name: [] for name in ('model_b_train', 'model_max_loops', *BASELINES)}
+    lo, hi = sorted((b_train, max_loops))  # error vs k: one pass per k, read out at loops lo..hi (both b)
+    curves = []  # per k: {name: the query error per prompt}
     for k in range(n_points + 1):
         xs_k, ys_k = first_k(xs[:settings['k_prompts']], ys[:settings['k_prompts']], k)
         err, _ = model_errors(model, xs_k, ys_k, hi, lo, n_keep, seed)  # (hi - lo + 1, k_prompts)
-        curves['model_b_train'].append(err[b_train - lo])
-        curves['model_max_loops'].append(err[max_loops - lo])
-        for name, pred in baselines(xs_k, ys_k, settings['gd_steps']).items():
-            curves[name].append(query_error(pred, ys_k, xs.size(2)))
+        preds = baselines(xs_k, ys_k, settings['gd_steps'])
+        curves.append({'model_b_train': err[b_train - lo], 'model_max_loops': err[max_loops - lo],
+                       **{name: query_error(pred, ys_k, xs.size(2)) for name, pred in preds.items()}})
     return {'config': config, 'b_train': b_train, 'eval': settings,
             'loops': list(range(1, max_loops + 1)), 'err_vs_loops': mean_sem(err_loops),
-            'fixed_point': [None if math.isnan(v) else v for v in fixed_point],
-            'k': list(range(n_points + 1)),
-            'err_vs_k': {name: mean_sem(torch.stack(v)) for name, v in curves.items()}, 'lens': lens,
-            'seconds': {'loop_sweep': round(t1 - t0, 2), 'lens': round(t2 - t1, 2),
-                        'k_sweep': round(time.time() - t2, 2)}}
+            'fixed_point': [None if math.isnan(v) else v for v in fixed_point], 'k': list(range(len(curves))),
+            'err_vs_k': {name: mean_sem(torch.stack([c[name] for c in curves])) for name in curves[0]},
+            'lens': lens, 'seconds': {'loop_sweep': round(t1 - t0, 2), 'lens': round(t2 - t1, 2),
+                                      'k_sweep': round(time.time() - t2, 2)}}
 
 
 def reusable(path, identity, settings):
-    """The eval.json at path if made with these settings from this checkpoint (identity None: the settings
-    alone count), else None: a sweep summed up again evaluates only what is new. A ConfigError if damaged."""
-    if not os.path.isfile(path):
-        return None
-    result = read_eval(path)
-    # a lens from before its calibration (no 'explains') is computed again too
+    """The eval.json at path if made with these settings, from this checkpoint with the calibrated lens
+    (identity None: any), else None: a sweep evaluates only what is new. A ConfigError if damaged."""
+    result = read_eval(path) if os.path.isfile(path) else {}
     stale = identity is not None and (result.get('checkpoint') != identity
                                       or 'explains' not in result.get('lens', {}))
     return None if stale or result.get('eval') != settings else dict(result, reused=True)
 
 
-def lens_cells(rs, b):
-    """The lens at loop b over the seeds' results rs: what explains w_b in most seeds (in how many, where
-    they differ), and the family nearest w_b relative to the noise null, its distance vs the null's."""
-    said, near = ([r['lens'][key][b - 1] for r in rs] for key in ('explains', 'nearest'))
-    top, fam = (max(sorted(set(v)), key=v.count) for v in (said, near))  # ties: the first alphabetically
-    dist, null = (np.mean([r['lens']['families'][fam][key]['mean'][b - 1] for r in rs])
-                  for key in ('dist', 'null'))
-    return [top + (f' ({said.count(top)}/{len(said)})' if len(set(said)) > 1 else ''),
-            f'{fam} {dist:.2g} vs {null:.2g}']
-
-
 def print_summary(results, variants):
-    """One line per variant [(label, indices into results)]: query error at b_train, at b = 50 and at
-    max_loops (all N examples), at a few k, and the lens at b_train (lens_cells)."""
+    """One line per variant [(label, indices)]: error at b_train, b = 50, max_loops, a few k; the lens."""
     config, e = results[0]['config'], results[0]['eval']
     N, d, B = config['n_points'], config['n_dims'], e['max_loops']
     ks = sorted({max(1, d // 2), d, 2 * d, N} & set(range(N + 1)))
     loops = sorted({min(50, B), B})  # the experiments' b = 50, and the last loop scored
-    print(f'\nquery error (squared error / d), mean ± std over seeds, on {e["n_prompts"]} prompts '
-          f'(k columns: the first {e["k_prompts"]}; lens at b_train: ||w_b - w_LS|| / ||w_LS||, the '
-          f'algorithm that explains w_b, nearer than {NULL_MARGIN:g} x a noise null at w_b\'s distance from '
-          f'LS, or none, and the family nearest relative to the null, its distance to w_b vs the null\'s):')
+    print(f'\nquery error (squared error / d), mean ± std over seeds, on {e["n_prompts"]} prompts (k columns:'
+          f' the first {e["k_prompts"]}; lens at b_train: ||w_b - w_LS|| / ||w_LS||, what explains w_b '
+          f'(nearer than {NULL_MARGIN:g} x a noise null as far from LS), the nearest family vs the null):')
     rows = [['variant', 'seeds', 'b_train', 'at b_train', *(f'at b={b}' for b in loops),
              *(f'k={k} at b_train' for k in ks), 'w to LS at b_train', 'b_train explained by',
              'nearest vs null at b_train']]
     for label, idx in variants:
         rs, b = [results[i] for i in idx], results[idx[0]]['b_train']
-        # each cell's values over seeds; None ('-') where b_train > max_loops or an eval.json has no lens
-        # (or one from before its calibration, without 'explains')
+        # each cell's values over seeds; None ('-') past max_loops, or with no calibrated lens ('explains')
         lens = b <= B and all('explains' in r.get('lens', {}) for r in rs)
         cells = [[r['err_vs_loops']['mean'][t - 1] for r in rs] if t <= B else None for t in [b, *loops]]
         cells += [[r['err_vs_k']['model_b_train']['mean'][k] for r in rs]
                   if all(k < len(r['k']) for r in rs) else None for k in ks]
         cells.append([r['lens']['to_ls']['mean'][b - 1] for r in rs] if lens else None)
         rows.append([label, str(len(rs)), str(b)] + ['-' if v is None else f'{np.mean(v):.4g}' + (
-            f' ± {np.std(v, ddof=1):.2g}' if len(v) > 1 else '') for v in cells]  # mean ± std over seeds
-                    + (lens_cells(rs, b) if lens else ['-'] * 2))
+            f' ± {np.std(v, ddof=1):.2g}' if len(v) > 1 else '') for v in cells] + ['-'] * 2)
+        if lens:  # what explains w_b in most seeds (in how many, where they differ); the nearest vs the null
+            said, near = ([r['lens'][key][b - 1] for r in rs] for key in ('explains', 'nearest'))
+            top, fam = (max(sorted(set(v)), key=v.count) for v in (said, near))  # ties: first alphabetically
+            dist, null = (np.mean([r['lens']['families'][fam][key]['mean'][b - 1] for r in rs])
+                          for key in ('dist', 'null'))
+            rows[-1][-2:] = [top + (f' ({said.count(top)}/{len(said)})' if len(set(said)) > 1 else ''),
+                             f'{fam} {dist:.2g} vs {null:.2g}']
     widths = [max(len(r[j]) for r in rows) for j in range(len(rows[0]))]
     for r in rows:
         print('  '.join(c.rjust(w) if j else c.ljust(w) for j, (c, w) in enumerate(zip(r, widths))))
@@ -348,7 +305,6 @@ def options(argv):
         raise ConfigError(f'--seed={opts["seed"]}: must be in 0..2**32 - 1')
     if opts['k_prompts'] < 0 or opts['k_prompts'] == 1:
         raise ConfigError(f'--k_prompts={opts["k_prompts"]}: must be 0 (all) or at least 2')
-    # the settings an eval.json records, and must match to be reused (k_prompts 0: all)
     settings = {key: value for key, value in opts.items() if key not in ('device', 'reuse', 'labels')}
     settings['k_prompts'] = min(opts['k_prompts'] or opts['n_prompts'], opts['n_prompts'])
     return opts, settings, patterns, check_device(opts['device'])
@@ -360,10 +316,9 @@ def main(argv):
         runs = find_runs(patterns, ('ckpt.pt', 'model.pt', 'eval.json'))
         models, results = {}, {}  # every checkpoint loads before any eval.json is written
         for run in runs:
-            ckpt_path = next((p for p in (os.path.join(run, 'ckpt.pt'), os.path.join(run, 'model.pt'))
-                              if os.path.isfile(p)), None)  # model.pt: the trained weights, as results/ keeps
-            if ckpt_path:
-                model, ckpt = load_model(ckpt_path, device)
+            found = [p for p in (os.path.join(run, f) for f in ('ckpt.pt', 'model.pt')) if os.path.isfile(p)]
+            if found:  # model.pt: the trained weights, as results/ keeps them
+                model, ckpt = load_model(found[0], device)
                 # what an eval.json was computed from: the same weights, whichever file brought them
                 weights = hashlib.sha256(b''.join(t.cpu().reshape(-1).view(torch.uint8).numpy().tobytes()
                                                   for t in ckpt['model'].values()))
@@ -393,11 +348,10 @@ def main(argv):
             result = dict(evaluate_run(model, config, xs, ys, settings), checkpoint=identity)
             write_file(path, lambda f: json.dump(result, f, indent=1))  # a failure: one line, exit 2 (below)
         results[run] = result
-        b, B, err = result['b_train'], opts['max_loops'], result['err_vs_loops']['mean']
-        how, seconds = ('reused' if result.get('reused') else f'on {device}'), result['seconds']
+        b, B, err, s = result['b_train'], opts['max_loops'], result['err_vs_loops']['mean'], result['seconds']
         print(f'{path}: error at b_train={b} {f"{err[b - 1]:.4g}" if b <= B else "-"}, at b={B} '
-              f'{err[B - 1]:.4g} ({how}: loop sweep {seconds["loop_sweep"]:.1f}s, '
-              f'k sweep {seconds["k_sweep"]:.1f}s)', flush=True)
+              f'{err[B - 1]:.4g} ({"reused" if result.get("reused") else f"on {device}"}: loop sweep '
+              f'{s["loop_sweep"]:.1f}s, k sweep {s["k_sweep"]:.1f}s)', flush=True)
     print_summary([results[run] for run in runs], variants)
 
 

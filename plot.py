@@ -1,23 +1,21 @@
 """
 Figures from the runs' logs (log.csv) and eval results (eval.json), as NAME.svg and NAME.png in --out:
 performance, loss_comparison, extrapolation, error_vs_examples and lens (skipped where no run has the data).
-Runs whose configs differ only by seed (or by where and how they ran) form a variant, labelled by the keys
-that differ between variants (those kept by --only); each curve is its mean over seeds with a band (std over
-seeds, cut to the range they span; with a single seed, the eval curves show ± sem over prompts).
+Runs that differ only by seed (or by where and how they ran) form a variant, labelled by the keys that differ
+among those --only keeps; a curve is the mean over seeds, its band their std (one seed: ± sem over prompts).
 
     python plot.py out/exp5_* --out=figures/
     python plot.py out/exp5_* --only="select=first" --labels="n_keep=0=full context;n_keep=32=keep 32"
 """
 
-import json
 import math
 import os
 import sys
 import textwrap
-import warnings
 
 import matplotlib
 matplotlib.use('Agg')  # files only: no display needed, works on a headless machine
+matplotlib.rcParams.update({'axes.grid': True, 'grid.alpha': 0.3, 'figure.constrained_layout.use': True})
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import FuncFormatter, MaxNLocator
@@ -46,22 +44,18 @@ LENS_STYLE = {'least_squares': (':', None, 'least squares (the null is as far fr
 
 
 def load_run(path):
-    """A run's config.json, log.csv and eval.json; a file that is there but unreadable, or that lacks what
-    the figures read, is a ConfigError naming it (never a traceback halfway through the figures)."""
-    file = os.path.join(path, 'config.json')
-    run = {'dir': path, 'config': read_json(file), 'log': None, 'eval': None}
-    if not isinstance(run['config'], dict) or not all(type(run['config'].get(k)) is int
-                                                      for k in ('n_dims', 'n_points')):
-        raise ConfigError(f'{file} is not the config.json of a run (no n_dims and n_points)')
-    file = os.path.join(path, 'log.csv')
-    rows = read_log(file, math.inf)
+    """A run's config.json, log.csv and eval.json; one unreadable or lacking what is drawn: a ConfigError."""
+    config_file, log, ev = (os.path.join(path, name) for name in ('config.json', 'log.csv', 'eval.json'))
+    config = read_json(config_file)
+    if not isinstance(config, dict) or not all(type(config.get(k)) is int for k in ('n_dims', 'n_points')):
+        raise ConfigError(f'{config_file} is not the config.json of a run (no n_dims and n_points)')
+    run = {'dir': path, 'config': config, 'log': None, 'eval': read_eval(ev) if os.path.isfile(ev) else None}
+    rows = read_log(log, math.inf)
     if rows:  # {column: (rows,)}; an empty cell (a column an older log lacks) is NaN
         run['log'] = {col: np.array([float(r[col] or 'nan') for r in rows]) for col in rows[0]}
         missing = {'iter', 'train_loss', 'val_err'} - run['log'].keys()  # the columns drawn
         if missing:
-            raise ConfigError(f'{file} is malformed (no column {", ".join(sorted(missing))})')
-    if os.path.isfile(os.path.join(path, 'eval.json')):
-        run['eval'] = read_eval(os.path.join(path, 'eval.json'))
+            raise ConfigError(f'{log} is malformed (no column {", ".join(sorted(missing))})')
     step = ((run['eval'] or {}).get('checkpoint') or {}).get('iter')  # a run extended after its evaluation
     if run['log'] is not None and step is not None and step < run['log']['iter'][-1]:
         print(f'warning: {path}/eval.json is of step {step} and its log runs to step '
@@ -83,10 +77,8 @@ def band(mean, spread, y=None):
     """The band's edges: mean ± spread, cut to the range the runs y (runs, n) span, lest seeds split between
     solving the task and not draw it down to zero on a log axis; never below mean / 1000."""
     low, high = mean - spread, mean + spread
-    if y is not None and len(y) > 1:
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore', RuntimeWarning)  # an all-NaN column: no band there
-            low, high = np.fmax(low, np.nanmin(y, 0)), np.fmin(high, np.nanmax(y, 0))
+    if y is not None and len(y) > 1:  # fmin and fmax skip NaN: an all-NaN column leaves the band as it is
+        low, high = np.fmax(low, np.fmin.reduce(y, 0)), np.fmin(high, np.fmax.reduce(y, 0))
     return np.maximum(low, mean * 1e-3), high
 
 
@@ -98,8 +90,7 @@ def draw(ax, curves, color, label=None, sem=None, **kw):
     for i, (cx, cy) in enumerate(curves):
         y[i, np.searchsorted(x, cx)] = np.asarray(cy, dtype=float)
     mean, spread = mean_std(y)
-    if len(curves) == 1 and sem is not None:
-        spread = np.asarray(sem, dtype=float)
+    spread = np.asarray(sem, dtype=float) if len(curves) == 1 and sem is not None else spread
     ax.plot(x, mean, color=color, label=label, marker='o' if len(x) < 15 else None, ms=3, **kw)
     if np.any(spread > 0):
         ax.fill_between(x, *band(mean, spread, y), color=color, alpha=0.2, lw=0)
@@ -116,22 +107,18 @@ def draw_eval(ax, runs, color, label, key, sub=None, **kw):
 
 
 def label_axes(ax, xlabel, ylabel, title=None, means=None, floor=1e-7):
-    """Axis labels and title; given the mean lines, a log y axis with limits from them alone, so that a wide
-    band or an exact zero doesn't squash the plot."""
+    """Axis labels and title; given the mean lines, a log y axis scaled to them alone (not a band or a 0)."""
     values = np.concatenate([np.ravel(m) for m in means or [[]]])
     values = values[np.isfinite(values) & (values > floor)]
     if values.size:  # nothing to scale by (every value null, as in a damaged eval.json): a linear axis
         ax.set_yscale('log')
         ax.set_ylim(values.min() / 1.5, values.max() * 1.5)
     ax.set(xlabel=xlabel, ylabel=ylabel)
-    if title:
-        ax.set_title(title, fontsize='medium')
+    ax.set_title(title or '', fontsize='medium')
 
 
 def finish(fig, out, name, title):
     """One legend for all panels, outside them on the right, so that it never hides a curve; SVG and PNG."""
-    for ax in fig.axes:
-        ax.grid(True, which='major', alpha=0.3)
     # one legend entry a label: the panels repeat the variants'
     handles = {label: h for ax in fig.axes for h, label in zip(*ax.get_legend_handles_labels())}
     fig.legend(handles.values(), handles.keys(), loc='outside right center', fontsize='small', frameon=False)
@@ -157,8 +144,7 @@ TRAINING = {  # name: [(log column, its axis label)], title
 def plot_training(variants, out, name):
     """One panel per log column against the training iteration, one line per variant."""
     columns, title = TRAINING[name]
-    fig, axes = plt.subplots(1, len(columns), figsize=(5.5 * len(columns) + 3, 4.5), squeeze=False,
-                             layout='constrained')
+    fig, axes = plt.subplots(1, len(columns), figsize=(5.5 * len(columns) + 3, 4.5), squeeze=False)
     for ax, (column, ylabel) in zip(axes[0], columns):
         means = [draw(ax, [(r['log']['iter'], r['log'][column]) for r in runs], color,
                       f'{label} ({len(runs)} seed{"s" * (len(runs) > 1)})')[1]
@@ -168,7 +154,7 @@ def plot_training(variants, out, name):
 
 
 def plot_extrapolation(variants, out, name):
-    fig, (ax, ax_fp) = plt.subplots(1, 2, figsize=(14, 4.5), layout='constrained')
+    fig, (ax, ax_fp) = plt.subplots(1, 2, figsize=(14, 4.5))
     means, fp_means = [], []
     for label, color, runs in variants:
         means.append(draw_eval(ax, runs, color, label, 'err_vs_loops')[1])
@@ -184,28 +170,24 @@ def plot_extrapolation(variants, out, name):
 
 
 def plot_error_vs_examples(variants, out, name):
-    fig, ax = plt.subplots(figsize=(9.5, 5), layout='constrained')
+    fig, ax = plt.subplots(figsize=(9.5, 5))
     means, b_evals, prompt_sets = [], set(), {}
     for label, color, runs in variants:
-        for sub, ls in (('model_b_train', '-'), ('model_max_loops', '--')):
-            legend = label if sub == 'model_b_train' else None
+        for sub, ls, legend in (('model_b_train', '-', label), ('model_max_loops', '--', None)):
             means.append(draw_eval(ax, runs, color, legend, 'err_vs_k', sub, ls=ls)[1])
         c, e = runs[0]['config'], runs[0]['eval']
         b_evals.add((e['b_train'], e['eval']['max_loops']))
         # the baselines once per distinct prompt set (task, shape and eval settings), from its first run
         key = [c.get(k) for k in ('task', 'n_dims', 'n_points', 'noise_std', 'sparsity')]
-        prompt_sets.setdefault(json.dumps(key + [e['eval'][k] for k in ('seed', 'n_prompts', 'gd_steps')]),
-                               runs[0])
+        prompt_sets.setdefault(str(key + [e['eval'][k] for k in ('seed', 'n_prompts', 'gd_steps')]), runs[0])
     for run in prompt_sets.values():
         c, e = run['config'], run['eval']
         exact = ' (exact, 0, from k = d)' if c.get('task') == 'linear' else ''  # it falls off the log axis
         shape = f', d={c["n_dims"]} N={c["n_points"]}' if len(prompt_sets) > 1 else ''
         for key, (label, grey, marker) in BASELINE_STYLE.items():
-            mean = e['err_vs_k'][key]['mean']
-            ax.plot(e['k'], mean, color=grey, ls=':', lw=1.2, marker=marker, ms=4,
-                    markevery=max(1, len(mean) // 12),
-                    label=label.format(exact=exact, gd_steps=e['eval']['gd_steps']) + shape)
-            means.append(np.asarray(mean))
+            means.append(e['err_vs_k'][key]['mean'])
+            ax.plot(e['k'], means[-1], color=grey, ls=':', lw=1.2, marker=marker, ms=4,
+                    markevery=max(1, len(e['k']) // 12), label=label.format(exact=exact, **e['eval']) + shape)
         ax.axvline(c['n_dims'], color='0.7', lw=1)
     (b_train, max_loops), same_b = sorted(b_evals)[0], len(b_evals) == 1
     ax.plot([], [], color='0.4', ls='-', label=f'model, b = {b_train if same_b else "b_train"} (as trained)')
@@ -217,34 +199,31 @@ def plot_error_vs_examples(variants, out, name):
 
 
 def plot_lens(variants, out, name):
-    """The loop lens: the weights w_b the model implies after loop b, against the iterates of gradient
-    descent, ridge and Newton (each fitted per prompt) and a noise null at w_b's distance from least squares;
-    w_b's shrinkage per eigen-direction beside each family's filter; and how linear f_b is. An x marks loops
-    that are not linear in some seed (dashed line, last panel): there w_b describes the model poorly."""
-    fig, (ax_d, ax_s, ax_l) = plt.subplots(1, 3, figsize=(19, 4.5), layout='constrained')
+    """The weights w_b after loop b against each family's nearest iterate and the noise null; w_b's shrinkage
+    per eigen-direction beside the families' filters; how linear f_b is (x: not linear in some seed)."""
+    fig, (ax_d, ax_s, ax_l) = plt.subplots(1, 3, figsize=(19, 4.5))
     dist_means, lin_means = [], []
     for label, color, runs in variants:
         lenses, b_train = [r['eval']['lens'] for r in runs], runs[0]['eval']['b_train']
-        nonlinear = [b for r in runs for b, linear in zip(r['eval']['loops'], r['eval']['lens']['linear'])
-                     if not linear]  # in some seed
+        nonlinear = [b for r in runs for b, ok in zip(r['eval']['loops'], r['eval']['lens']['linear'])
+                     if not ok]  # in some seed
         # thick: w_b's distance to least squares and to each family's nearest iterate; thin: the null's
         curves = [('least_squares', 'to_ls', 1.5)] + [(f, key, lw) for f in lenses[0]['families']
                                                       for key, lw in (('dist', 1.5), ('null', 0.7))]
         for family, key, lw in curves:
             stat = [lens['to_ls'] if key == 'to_ls' else lens['families'][family][key] for lens in lenses]
-            x, mean = draw(ax_d, [(r['eval']['loops'], s['mean']) for r, s in zip(runs, stat)], color,
-                           sem=stat[0]['sem'], ls=LENS_STYLE[family][0], lw=lw)
-            dist_means.append(mean)
+            dist_means.append(draw(ax_d, [(r['eval']['loops'], s['mean']) for r, s in zip(runs, stat)], color,
+                                   sem=stat[0]['sem'], ls=LENS_STYLE[family][0], lw=lw)[1])
         to_ls = dist_means[-len(curves)]  # the first curve: least squares
         x, mean = draw_eval(ax_l, runs, color, label, 'lens', 'affine_err')  # the variant's legend entry
         # the intercept too: `linear` (the x marks) holds both below the tolerance
-        lin_means.append(draw_eval(ax_l, runs, color, None, 'lens', 'intercept', ls='--')[1])
+        lin_means += [mean, draw_eval(ax_l, runs, color, None, 'lens', 'intercept', ls='--')[1]]
         for ax, m in ((ax_d, to_ls), (ax_l, mean)):
             ax.plot(x[np.isin(x, nonlinear)], m[np.isin(x, nonlinear)], 'x', color=color, ms=7)
             ax.axvline(b_train, color=color, ls=':', lw=1.5)
-        lin_means.append(mean)
         for b, ls in {runs[0]['eval']['eval']['max_loops']: '--', b_train: '-'}.items():  # once if equal
-            draw_spectrum(ax_s, lenses, b, color, ls)
+            if b in lenses[0]['spectrum']['loops']:  # b_train, every tenth loop and the last
+                draw_spectrum(ax_s, lenses, b, color, ls)
     label_axes(ax_d, 'inference loops b', '||w_b - w|| / ||w_LS||, w: the nearest iterate',
                'distance to each family (thick) and the noise null\'s (thin)', dist_means)
     label_axes(ax_s, 'eigenvalue of XᵀX / the largest, binned', 'shrinkage 1 - (w_b)_i / (w_LS)_i',
@@ -266,17 +245,13 @@ def plot_lens(variants, out, name):
 
 def draw_spectrum(ax, lenses, b, color, ls):
     """w_b's binned shrinkage at loop b (thick, mean and spread over the seeds' lenses) and each family's
-    filter at its fitted parameters (thin, its marker), where the lens holds loop b."""
+    filter at its fitted parameters (thin, its marker)."""
     spectra = [lens['spectrum'] for lens in lenses]
-    if b not in spectra[0]['loops']:
-        return
     i, edges = spectra[0]['loops'].index(b), np.array(spectra[0]['edges'])  # one prompt set: the same bins
     x = np.sqrt(edges[1:] * edges[:-1])  # the bins' geometric centres
     draw(ax, [(x, s['model'][i]) for s in spectra], color, ls=ls, lw=2)
-    for family in lenses[0]['families']:
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore', RuntimeWarning)  # a bin no eigenvalue fell in: NaN, not drawn
-            mean = np.nanmean(np.array([s[family][i] for s in spectra], dtype=float), axis=0)
+    for family in lenses[0]['families']:  # mean_std's mean: NaN where no eigenvalue fell in a bin
+        mean = mean_std(np.array([s[family][i] for s in spectra], dtype=float))[0]
         ax.plot(x, mean, color=color, ls=ls, lw=0.7, marker=LENS_STYLE[family][1], ms=5, mfc='none')
 
 
@@ -289,8 +264,7 @@ def select_variants(runs, only, labels):
         if not kept:
             raise ConfigError(f'--only={";".join(only)!r} keeps no variant; the variants are: '
                               f'{"; ".join(label for label, _ in groups)}')
-        runs = [runs[i] for i in kept]
-        groups = group_runs([r['config'] for r in runs], [r['dir'] for r in runs])
+        return select_variants([runs[i] for i in kept], [], labels)
     return runs, rename_variants(groups, labels)
 
 
@@ -308,16 +282,15 @@ def main(argv):
     wrap = lambda label: textwrap.fill(label, 40, break_long_words=False, break_on_hyphens=False)
     variants = [(wrap(label), f'C{i}', [runs[j] for j in idx]) for i, (label, idx) in enumerate(variants)]
     has_log, has_eval = (lambda r: r['log'] is not None), (lambda r: r['eval'] is not None)
-    eval_json = 'an eval.json (python eval_extrapolation.py RUN ...)'
-    lens_json = 'an eval.json with the calibrated lens (python eval_extrapolation.py RUN ...)'
+    log, ev = 'a log.csv with rows', 'an eval.json (python eval_extrapolation.py RUN ...)'
     for name, can_draw, needs, plot_figure in (
-            ('performance', has_log, 'a log.csv with rows', plot_training),
-            ('loss_comparison', has_log, 'a log.csv with rows', plot_training),
-            ('extrapolation', has_eval, eval_json, plot_extrapolation),
-            ('error_vs_examples', has_eval, eval_json, plot_error_vs_examples),
-            ('lens', lambda r: 'explains' in (r['eval'] or {}).get('lens', {}), lens_json, plot_lens)):
-        kept = [(label, color, [r for r in runs if can_draw(r)]) for label, color, runs in variants]
-        kept = [v for v in kept if v[2]]  # a variant with no run to draw is left out
+            ('performance', has_log, log, plot_training), ('loss_comparison', has_log, log, plot_training),
+            ('extrapolation', has_eval, ev, plot_extrapolation),
+            ('error_vs_examples', has_eval, ev, plot_error_vs_examples),
+            ('lens', lambda r: 'explains' in (r['eval'] or {}).get('lens', {}),
+             'an eval.json with the calibrated lens (python eval_extrapolation.py RUN ...)', plot_lens)):
+        kept = [(label, color, drawn) for label, color, runs in variants  # a variant with none: left out
+                if (drawn := [r for r in runs if can_draw(r)])]
         if kept:
             plot_figure(kept, opts['out'], name)
         else:

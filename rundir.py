@@ -1,9 +1,5 @@
-"""
-A run on disk: the directory train.py trains in (config.json, log.csv, ckpt.pt; eval.json), opened fresh
-or resumed, locked while one process owns it, and written so that no kill or full disk leaves half a file.
-train.py calls it before and after its loop; nothing here touches the training step. torch is imported
-only where a checkpoint is read or written, so that plot.py reads logs without it.
-"""
+"""A run on disk (config.json, log.csv, ckpt.pt; eval.json): fresh or resumed, locked while a process owns it,
+written so no kill or full disk leaves half a file. torch loads only for checkpoints: plot.py stays light."""
 
 import atexit
 import contextlib
@@ -19,18 +15,15 @@ from types import SimpleNamespace
 from configurator import ADDED, NOT_IN_NAME, ConfigError, fail, makeable, read_json
 
 CKPT_VERSION = 2
-# log.csv, a row per evaluation: val_loss and val_err at the final d = n_dims and N = n_points, val_err_k2d
-# there on the first 2d examples only, val_err_now at the curricula's current d and N; d, N: where the
-# curricula stand (the prompts trained on); b: the loops every val_ is taken at (the curriculum's, <= b_train)
-LOG_COLUMNS = ['iter', 'train_loss', 'val_loss', 'val_err', 'val_err_k2d', 'val_err_now', 'lr',
-               'ms_per_step', 'd', 'N', 'b']
+# log.csv, a row per evaluation. val_loss, val_err: at the final d = n_dims and N = n_points (val_err_k2d: on
+# the first 2d examples); val_err_now at d, N, where the curricula stand; every val_ at b loops (<= b_train)
+LOG_COLUMNS = 'iter train_loss val_loss val_err val_err_k2d val_err_now lr ms_per_step d N b'.split()
 # eval.json's error-vs-k curves: the model at b_train and at max_loops, and the classical algorithms
 EVAL_CURVES = ('model_b_train', 'model_max_loops', 'least_squares', 'ridge', 'knn', 'averaging', 'gd')
 
 
 def write_file(path, write, mode='w'):
-    """write(f) into path through a temporary file, synced, and a rename: a reader never sees half a file,
-    and a kill or a full disk at any moment leaves the previous one whole."""
+    """write(f) into path via a synced temporary file and a rename: a kill or full disk keeps the old file."""
     try:
         with open(path + '.tmp', mode, newline=None if 'b' in mode else '') as f:
             write(f)
@@ -71,43 +64,36 @@ def load_checkpoint(path, map_location='cpu'):
     return ckpt
 
 
-# -----------------------------------------------------------------------------
-# log.csv and eval.json
+# ----- log.csv and eval.json
 
 def read_log(path, upto):
-    """The rows of log.csv up to iteration `upto` (a resumed run logs the later ones again), or None if
-    there is no log (missing or 0 bytes: a new one starts). Anything else that is not a log this code
-    wrote is refused, so that the rewrite on resume never drops a line that holds data."""
+    """log.csv's rows up to iteration `upto` (a resumed run logs the later ones again), or None if it is
+    missing or empty; anything else not a log this code wrote is refused: a resume's rewrite drops no data."""
     if os.path.exists(path) and not os.path.isfile(path):  # a folder, say: resume would fail after writing
         raise ConfigError(f'{path} is not a file; remove it or move it away')
     if not os.path.isfile(path) or os.path.getsize(path) == 0:
         return None
     try:
         with open(path, newline='') as f:
-            lines = list(csv.reader(f))
-        header = lines[0] if lines else []
+            header, *rows = csv.reader(f)
         if not header or header[0] != 'iter' or not set(header) <= set(LOG_COLUMNS):
             raise ValueError(f'line 1 is not a header of {", ".join(LOG_COLUMNS)}')
-        for number, row in enumerate(lines[1:], 2):
-            if not row:
-                raise ValueError(f'line {number} is blank')
+        for number, row in enumerate(rows, 2):  # a blank line too is not a row
             if len(row) != len(header) or not row[0].isdigit() or not all(map(is_number, row)):
                 raise ValueError(f'line {number} is not a row of the log: {",".join(row)[:60]!r}')
-        return [dict(zip(header, r)) for r in lines[1:] if int(r[0]) <= upto]
+        return [dict(zip(header, r)) for r in rows if int(r[0]) <= upto]
     except (OSError, ValueError, csv.Error) as err:
         raise ConfigError(f'{path} is malformed ({err}); repair or remove it') from None
 
 
-def is_number(text):
-    try:
-        return math.isfinite(float(text or 0))  # an empty cell is a column an older log lacks
-    except ValueError:
-        return False
+def is_number(text):  # an empty cell is a column an older log lacks
+    with contextlib.suppress(ValueError):
+        return math.isfinite(float(text or 0))
+    return False
 
 
 def append_row(path, row):
-    """One row onto log.csv (the header first if the log went missing during the run). A failed write,
-    as on a full disk, is undone: no half row for a resume to refuse."""
+    """One row onto log.csv (a header first if it went missing); a failed write is undone: no half row."""
     size = os.path.getsize(path) if os.path.exists(path) else None
     try:
         with open(path, 'a', newline='') as f:
@@ -123,35 +109,29 @@ def read_eval(path):
     (null: NaN), or a ConfigError naming it: a damaged or hand-edited file is never half used."""
     ev = read_json(path)
     try:
-        n_loops, n_k = ev['eval']['max_loops'], len(ev['k'])
+        n_loops, n_k, lens = ev['eval']['max_loops'], len(ev['k']), ev.get('lens') or {}  # {}: from before it
         if (ev['loops'] != list(range(1, n_loops + 1)) or ev['k'] != list(range(n_k))
                 or not isinstance(ev['config'], dict) or type(ev['b_train']) is not int
                 or not isinstance(ev.get('checkpoint') or {}, dict)):
-            raise ValueError('loops not 1..max_loops, k not 0..N, no config or whole b_train, or a '
-                             'checkpoint that is not {iter, ...}')
+            raise ValueError('loops not 1..max_loops, k not 0..N, or a bad config, b_train or checkpoint')
         stats = [(ev['err_vs_loops'], n_loops)] + [(ev['err_vs_k'][name], n_k) for name in EVAL_CURVES]
-        nums = [*(ev['eval'][k] for k in ('seed', 'n_prompts', 'gd_steps')),
-                *(ev['seconds'][k] for k in ('loop_sweep', 'k_sweep'))]
-        curves = [(ev['fixed_point'], n_loops)]
-        lens = ev.get('lens', {})  # an eval.json from before the lens has none
+        curves = [(ev['fixed_point'], n_loops), ([ev['seconds'][k] for k in ('loop_sweep', 'k_sweep')], 2),
+                  ([ev['eval'][k] for k in ('seed', 'n_prompts', 'gd_steps')], 3)]  # (values, how many)
         if lens:  # one from before its calibration (no 'explains') read GD steps alone
-            calibrated = 'explains' in lens
-            keys = ('to_ls', 'affine_err') + ('gd_step',) * (not calibrated)
+            keys = ('to_ls', 'affine_err') + ('gd_step',) * ('explains' not in lens)
             stats += [(lens[key], n_loops) for key in keys]
             stats += [(f[k], n_loops) for f in lens.get('families', {}).values() for k in ('dist', 'null')]
-            curves.append((lens['linear'], n_loops))
-            nums += [lens['gd_max_steps'], lens['tol']]
-            if calibrated:  # a reading per loop; the spectral view, a row of bins per loop it was taken at
-                spectrum = lens['spectrum']
-                n_bins, rows = len(spectrum['edges']) - 1, [spectrum[n] for n in ('model', *lens['families'])]
-                if not (len(lens['families']) == 3 and all(type(v) is str for v in lens['explains'] +
-                                                            lens['nearest'])
-                        and len(lens['explains']) == len(lens['nearest']) == n_loops
-                        and all(isinstance(r, list) and len(r) == len(spectrum['loops']) for r in rows)):
-                    raise ValueError('the lens has not three families, a reading per loop or its spectrum')
-                curves += [(spectrum['loops'], len(spectrum['loops'])), (spectrum['edges'], n_bins + 1)]
-                curves += [(row, n_bins) for r in rows for row in r]
-        curves += [(s[key], n) for s, n in stats for key in ('mean', 'sem')] + [(nums, len(nums))]
+            curves += [(lens['linear'], n_loops), ([lens['gd_max_steps'], lens['tol']], 2)]
+        if 'explains' in lens:  # a reading per loop; the spectral view, a row of bins per loop taken at
+            spectrum, words = lens['spectrum'], lens['explains'] + lens['nearest']
+            n_bins, rows = len(spectrum['edges']) - 1, [spectrum[n] for n in ('model', *lens['families'])]
+            if not (len(lens['families']) == 3 and len(lens['explains']) == len(lens['nearest']) == n_loops
+                    and all(type(v) is str for v in words)
+                    and all(isinstance(r, list) and len(r) == len(spectrum['loops']) for r in rows)):
+                raise ValueError('the lens has not three families, a reading per loop or its spectrum')
+            curves += [(spectrum['loops'], len(spectrum['loops'])), (spectrum['edges'], n_bins + 1)]
+            curves += [(row, n_bins) for r in rows for row in r]
+        curves += [(s[key], n) for s, n in stats for key in ('mean', 'sem')]
         for values, n in curves:
             if not (isinstance(values, list) and len(values) == n
                     and all(v is None or type(v) in (int, float, bool) for v in values)):
@@ -162,8 +142,7 @@ def read_eval(path):
     return ev
 
 
-# -----------------------------------------------------------------------------
-# opening a run: fresh or resumed
+# ----- opening a run: fresh or resumed
 
 def refuse_to_overwrite(config, directory):
     """A ConfigError if a fresh run would overwrite one (unless --overwrite=True)."""
@@ -181,8 +160,7 @@ def refuse_to_overwrite(config, directory):
 
 def find_checkpoint(config, directory):
     """The checkpoint a run continues (None: it starts from scratch), or a ConfigError; writes nothing."""
-    # the run directory must be one, or be makeable (its nearest existing ancestor a directory this process
-    # may write in): a mistyped --out_dir ends in one line, not in a traceback after the model is built
+    # a mistyped or unwritable --out_dir ends here in one line, not in a traceback after the model is built
     if os.path.exists(directory) and not os.path.isdir(directory):
         raise ConfigError(f'{directory} exists and is not a directory')
     makeable(directory)
@@ -217,20 +195,18 @@ def take(directory, config, ckpt):
         os.close(held)
         raise ConfigError(f'{directory} is in use by another process (it holds its lock)') from None
     atexit.register(os.close, held)  # at the end of a script run in-process too (as the tests run train.py)
+    ckpt_path, log_path = os.path.join(directory, 'ckpt.pt'), os.path.join(directory, 'log.csv')
     if ckpt is None:  # checked again under the lock: another run may have saved since find_checkpoint looked
         refuse_to_overwrite(config, directory)
-    ckpt_path, log_path = os.path.join(directory, 'ckpt.pt'), os.path.join(directory, 'log.csv')
-    start = ckpt['iter'] if ckpt is not None else 0
-    if ckpt is not None and load_checkpoint(ckpt_path)['iter'] != start:
-        raise ConfigError(f'{ckpt_path} changed as this run started (another process saved it): run it again')
-    rows = read_log(log_path, start) if ckpt is not None else []
-    if rows is None:
-        print(f'note: {log_path} is missing or empty: a new log starts at step {start}')
-        rows = []
-    if ckpt is None:  # a fresh run (--overwrite=True clears what an earlier one left)
-        for stale in ('ckpt.pt', 'eval.json', 'model.pt'):
+        for stale in ('ckpt.pt', 'eval.json', 'model.pt'):  # what an earlier run left (--overwrite=True)
             with contextlib.suppress(FileNotFoundError):
                 os.remove(os.path.join(directory, stale))
+    elif load_checkpoint(ckpt_path)['iter'] != ckpt['iter']:
+        raise ConfigError(f'{ckpt_path} changed as this run started (another process saved it): run it again')
+    rows = [] if ckpt is None else read_log(log_path, ckpt['iter'])
+    if rows is None:
+        print(f'note: {log_path} is missing or empty: a new log starts at step {ckpt["iter"]}')
+        rows = []
     write_file(os.path.join(directory, 'config.json'), lambda f: json.dump(config, f, indent=2))
     write_file(log_path, lambda f: csv.DictWriter(f, LOG_COLUMNS, restval='').writerows(
         [dict(zip(LOG_COLUMNS, LOG_COLUMNS))] + rows))
@@ -257,8 +233,7 @@ def tracker(config, directory):
                           f'{" ".join(str(err).split())})') from None  # one line
 
 
-# -----------------------------------------------------------------------------
-# random states: a resumed run draws what the uninterrupted run would have drawn
+# ----- random states: a resumed run draws what the uninterrupted run would have drawn
 
 def rng_state(device, generators):
     import torch
@@ -280,17 +255,17 @@ def restore(ckpt, model, optimizers, device, generators):
         for group, flag in zip(optimizer.param_groups, fused):
             if flag is not None:  # Muon has no fused kernel
                 group['fused'] = flag
-    torch.set_rng_state(ckpt['rng']['torch'])
-    if device.type == 'cuda' and ckpt['rng'].get('cuda') is not None:
-        torch.cuda.set_rng_state(ckpt['rng']['cuda'], device)
-    if device.type == 'mps' and ckpt['rng'].get('mps') is not None:
-        torch.mps.set_rng_state(ckpt['rng']['mps'])
+    rng = ckpt['rng']
+    torch.set_rng_state(rng['torch'])
+    if device.type == 'cuda' and rng.get('cuda') is not None:
+        torch.cuda.set_rng_state(rng['cuda'], device)
+    if device.type == 'mps' and rng.get('mps') is not None:
+        torch.mps.set_rng_state(rng['mps'])
     for i, (name, g) in enumerate(generators.items()):
-        if ckpt['rng']['device_type'] == g.device.type or name == 'host':
-            g.set_state(ckpt['rng'][name])
+        if rng['device_type'] == g.device.type or name == 'host':
+            g.set_state(rng[name])
         else:  # each stream a seed of its own: the cut's draws must not repeat the data's
             g.manual_seed((ckpt['config']['seed'] * 1_000_003 + ckpt['iter']) * len(generators) + i)
-            print(f'note: the {name} generator was saved on {ckpt["rng"]["device_type"]} and this run is on '
-                  f'{g.device.type}: it is re-seeded, so the draws from step {ckpt["iter"]} on differ '
-                  f'from an uninterrupted run (the weights and optimizer continue exactly)')
+            print(f'note: the {name} generator, saved on {rng["device_type"]}, is re-seeded here: its '
+                  f'draws from step {ckpt["iter"]} on differ from an uninterrupted run (the weights do not)')
     return ckpt['iter']

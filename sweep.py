@@ -1,23 +1,15 @@
 """
-One command per experiment: train the runs of a grid that are missing, resume those interrupted, skip
-the finished ones (results committed without their checkpoint too), then evaluate and plot them all.
+Train a grid's missing runs, resume stopped ones (Ctrl-C or SIGTERM: they save a checkpoint and stop), skip
+finished ones, then evaluate and plot. A grid (config/*_grid.py) names configs, axes, extras, seeds, figures.
 
     python sweep.py config/exp5_grid.py                 # here: several runs per GPU, or one per CPU core
     python sweep.py config/exp5_grid.py --dry_run=True  # the plan: what is trained, resumed or skipped
     python sweep.py config/exp3_grid.py --cluster=slurm --partition=gpu  # pip install submitit
-
-A grid file (config/*_grid.py) names train.py's config files, the axes whose every combination is a
-variant, extra variants, the seeds, eval_extrapolation.py's flags and the figures. Each run is train.py in
-its own process (output in train.out and train.err in its run directory), then scored in its slot; at the
-end eval_extrapolation.py sums up the finished runs and plot.py draws FIGURES/<experiment>/<plot>/. Ctrl-C
-or SIGTERM: the runs save a checkpoint and stop; the same command resumes them. Killed otherwise, the sweep
-takes its runs along.
 """
 
 import contextlib
 import ctypes
 import itertools
-import math
 import os
 import shlex
 import shutil
@@ -56,8 +48,6 @@ cpus_per_task = 4        # --cluster: CPU cores per job (and its OMP_NUM_THREADS
 mem_gb = 16              # --cluster: memory per job in GB (0: the cluster's default)
 # end of defaults
 DEFAULTS, HELPS = configurator.read_defaults(__file__, '# defaults', '# end of defaults')
-SLURM_FLAGS = ('max_parallel', 'timeout_min', 'partition', 'account', 'gpus_per_task', 'cpus_per_task',
-               'mem_gb')  # --cluster's
 LOWEST = dict(jobs=0, runs_per_gpu=1, max_parallel=1, timeout_min=1, gpus_per_task=0, cpus_per_task=1)
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPTS = {name: os.path.join(HERE, f'{name}.py') for name in ('train', 'eval_extrapolation', 'plot')}
@@ -67,8 +57,8 @@ TAIL_LINES = 12  # of a failed run's stderr, in the report
 
 
 def plan(path, opts):
-    """(The grid file, a run for each seed and variant, the number of variants), or a ConfigError. The
-    variants: every combination of the axes less those a skip entry matches, then the extras."""
+    """(The grid, a run per seed and variant, {plot: its runs}, the number of variants). The variants: every
+    combination of the axes less those a skip entry matches, then the extras."""
     grid = configurator.parse([path], GRID)[0]
     for key, kind in {'configs': str, 'seeds': int, 'extra_seeds': int, 'eval_flags': str, 'skip': dict,
                       'extra': dict}.items():
@@ -77,29 +67,25 @@ def plan(path, opts):
     if not all(isinstance(values, list) and values for values in grid['axes'].values()):
         raise ConfigError(f'{path}: axes must give each flag a non-empty list of values: {grid["axes"]}')
     combos = [dict(zip(grid['axes'], values)) for values in itertools.product(*grid['axes'].values())]
-    kept = [(c, True) for c in combos if grid['axes'] and not any(
-        all(c.get(k, object()) == v for k, v in s.items()) for s in grid['skip'])]
+    kept = [(c, True) for c in combos if c and not any(s.items() <= c.items() for s in grid['skip'])]
     variants = [(', '.join(f'{k}={v}' for k, v in flags.items()) or 'base', flags, from_axes)
                 for flags, from_axes in kept + [(flags, False) for flags in grid['extra']]]
     names = [name for name, _, _ in variants]  # a variant listed twice is one run twice: refused below
     for name, label in grid['labels'].items():
-        if name not in names:
-            raise ConfigError(f'{path}: labels[{name!r}] names no variant; the variants: {"; ".join(names)}')
-        if not isinstance(label, str) or not label.strip() or any(c in label for c in ';='):
-            raise ConfigError(f'{path}: labels[{name!r}] must be a non-empty string without ; or = '
-                              f'(plot.py --labels splits there)')
+        if name not in names or not isinstance(label, str) or not label.strip() or set(label) & set(';='):
+            raise ConfigError(f'{path}: labels[{name!r}] must name a variant ({"; ".join(names)}) and be a '
+                              f'non-empty string without ; or = (plot.py --labels splits there)')
     configs = [c if os.path.isfile(c) or os.path.isabs(c) else os.path.relpath(os.path.join(HERE, c))
                for c in grid['configs']]  # relative to the current directory, or else to this project
-    runs, where = [], {}
+    runs, where, plots = [], {}, {}
     for seed, (name, own, from_axes) in itertools.product(opts['seeds'] or grid['seeds'], variants):
         if not from_axes and grid['extra_seeds'] and seed not in grid['extra_seeds']:
             continue  # the extra variants run on extra_seeds only
         args = (configs + [f'--{k}={v}' for k, v in {**grid['flags'], **own}.items()] + opts['train_flags']
                 + [f'--seed={seed}', f'--out_dir={opts["out_dir"]}'])
-        try:
-            if any(a.startswith('--init_from=') for a in args):
-                raise ConfigError('no --init_from: the sweep decides')
-            # named as train.py names it; on a cluster the device is checked where the run runs
+        if any(a.startswith('--init_from=') for a in args):
+            raise ConfigError(f'{path}: no --init_from: the sweep decides')
+        try:  # named as train.py names it; on a cluster the device is checked where the run runs
             config, directory, warnings = train.configure(args, here=opts['cluster'] == 'none')
         except ConfigError as err:
             raise ConfigError(f'{path}: variant {name!r}, seed {seed}: {err}') from None
@@ -111,31 +97,24 @@ def plan(path, opts):
                                     max_iters=config['max_iters'], warnings=warnings))
     if not runs:
         raise ConfigError(f'{path}: no variant (set axes or extra)')
-    stem = os.path.basename(path).removesuffix('.py').removesuffix('_grid')
-    return dict(grid, experiment=grid['experiment'] or stem), runs, len(variants)
-
-
-def plot_groups(grid, runs, path):
-    """{plot name: its runs}: 'all', 'axes', 'extra', or those whose config matches {key: value(s)}."""
-    groups = {}
-    for name, selector in grid['plots'].items():
+    for name, selector in grid['plots'].items():  # all, axes, extra, or {train.py flag: value(s)}
         if not isinstance(name, str) or os.path.isabs(name) or '..' in name.split('/'):
             raise ConfigError(f"{path}: plots: {name!r} must be a folder name ('': the experiment's)")
         if selector in ('all', 'axes', 'extra'):
-            groups[name] = [r for r in runs if selector == 'all' or r.from_axes == (selector == 'axes')]
+            plots[name] = [r for r in runs if selector == 'all' or r.from_axes == (selector == 'axes')]
         elif isinstance(selector, dict) and all(k in train.DEFAULTS for k in selector):
-            groups[name] = [r for r in runs if all(r.config[k] in (v if isinstance(v, list) else [v])
-                                                   for k, v in selector.items())]
-        if not groups.get(name):
+            plots[name] = [r for r in runs if all(r.config[k] in (v if isinstance(v, list) else [v])
+                                                  for k, v in selector.items())]
+        if not plots.get(name):
             raise ConfigError(f'{path}: plots[{name!r}] must be all, axes, extra or a dict of train.py '
                               f'flags and their values, and select a run; got {selector!r}')
-    return groups
+    stem = os.path.basename(path).removesuffix('.py').removesuffix('_grid')
+    return dict(grid, experiment=grid['experiment'] or stem), runs, plots, len(variants)
 
 
 def last_logged(run, key):
-    """The value of key in the last row of the run's log.csv, or None."""
     with contextlib.suppress(ConfigError, TypeError, IndexError, KeyError, ValueError):
-        return float(read_log(os.path.join(run.directory, 'log.csv'), math.inf)[-1][key])
+        return float(read_log(os.path.join(run.directory, 'log.csv'), float('inf'))[-1][key])
 
 
 def run_state(run):
@@ -149,19 +128,17 @@ def run_state(run):
     return ('done' if step >= run.max_iters else 'resume'), step
 
 
-def command(script, args):
-    """A command line as one would type it here, quoted for the shell."""
+def command(script, args):  # as one would type it here
     return configurator.shell_command(os.path.relpath(SCRIPTS[script]), args)
 
 
 def labels_flag(runs, saved=True):
-    """--labels: the grid's labels for the names eval_extrapolation.py and plot.py give variants, from the
-    configs the runs saved (none if one is unreadable: the script says so), or else as planned."""
+    """--labels: the grid's labels for the scripts' variant names, from the saved configs or as planned."""
     try:
         configs = [configurator.read_json(os.path.join(r.directory, 'config.json')) if saved else r.config
                    for r in runs]
     except ConfigError:
-        return []
+        return []  # the script says which is unreadable
     renames = [f'{old}={runs[idx[0]].label}' for old, idx in
                configurator.group_runs(configs, [os.path.normpath(r.directory) for r in runs])
                if runs[idx[0]].label and runs[idx[0]].label != old]
@@ -170,17 +147,15 @@ def labels_flag(runs, saved=True):
 
 def finishing(grid, done, plots, opts, saved=True):
     """[(script, its flags, its runs)]: eval_extrapolation.py (the summary), then plot.py for each figure."""
-    steps = [('eval_extrapolation', grid['eval_flags'] + labels_flag(done, saved), done)] * opts['evaluate']
-    for name, chosen in plots.items() if opts['plot'] else []:
-        folder = os.path.join(opts['figures'], grid['experiment'], name)
-        chosen = [r for r in chosen if r in done]
-        steps.append(('plot', [f'--out={folder}'] + labels_flag(chosen, saved), chosen))
-    return [step for step in steps if step[2]]
+    folder = os.path.join(opts['figures'], grid['experiment'])
+    steps = [('eval_extrapolation', grid['eval_flags'], done)] * opts['evaluate'] + [
+        ('plot', [f'--out={os.path.join(folder, name)}'], [r for r in chosen if r in done])
+        for name, chosen in plots.items() if opts['plot']]
+    return [(script, flags + labels_flag(runs, saved), runs) for script, flags, runs in steps if runs]
 
 
 def slots(opts, runs, experiment):
-    """Where the runs go: (each slot's environment, a submitit executor or None, in words). Here: runs_per_gpu
-    on each GPU CUDA_VISIBLE_DEVICES shows, or one per CPU core, or --jobs; --cluster: max_parallel."""
+    """Where the runs go: (each slot's environment, a submitit executor or None, in words)."""
     if opts['cluster'] == 'slurm' and not shutil.which('sbatch'):
         raise ConfigError('--cluster=slurm: no sbatch here; run the sweep on a SLURM login node')
     if opts['cluster'] != 'none':
@@ -208,52 +183,44 @@ def slots(opts, runs, experiment):
         gpus = ['mps']  # Apple silicon's one GPU, which a run per core would crowd
     n = opts['jobs'] or opts['runs_per_gpu'] * len(gpus) or cores
     threads = os.environ.get('OMP_NUM_THREADS') or str(max(1, cores // n))  # tiny matmuls gain from no more
-    envs = [{'OMP_NUM_THREADS': threads} for _ in range(n)]
-    for i, env in enumerate(envs if gpus and gpus != ['mps'] else []):
-        env['CUDA_VISIBLE_DEVICES'] = gpus[i % len(gpus)]
+    pins = [{'CUDA_VISIBLE_DEVICES': gpu} for gpu in gpus if gpu != 'mps'] or [{}]  # each slot on one GPU
+    envs = [{'OMP_NUM_THREADS': threads, **pins[i % len(pins)]} for i in range(n)]
     where = f'{len(gpus)} GPU(s), {n / len(gpus):g} per GPU' if gpus else f'{cores} CPU core(s)'
     return envs, None, f'here, {n} at a time on {where}, OMP_NUM_THREADS={threads}'
 
 
-def start(script, args, **kw):
-    """script.py args in a process of its own that gets SIGTERM when the thread that started it ends, even by
-    SIGKILL (Linux's PR_SET_PDEATHSIG, 1): no run or evaluation outlives the sweep."""
-    prctl = ctypes.CDLL(None).prctl if sys.platform == 'linux' else None  # looked up before the fork
-    return subprocess.Popen([sys.executable, SCRIPTS[script], *args], **kw,
-                            preexec_fn=prctl and (lambda: prctl(1, int(signal.SIGTERM))))
-
-
 class Task:
-    """A run: train.py (resuming the checkpoint it finds), then eval_extrapolation.py with eval_flags, output
-    appended to train.out and train.err. Called in a slot's thread, or by submitit where the run runs. Returns
-    (train.py's exit code, its arguments, its last lines of stderr, the scoring's exit code or None)."""
+    """A run, here or by submitit: train.py (resuming any checkpoint), then scored with eval_flags."""
 
     def __init__(self, env, eval_flags=None):
         self.env, self.eval_flags, self.process, self.stopped = env, eval_flags, None, None
 
     def __call__(self, directory, args):
-        if os.path.isfile(os.path.join(directory, 'ckpt.pt')):
-            args = args + ['--init_from=resume']
-        rc, tail = self.start('train', directory, args)
+        args = args + ['--init_from=resume'] * os.path.isfile(os.path.join(directory, 'ckpt.pt'))
+        rc, tail = self.logged('train', directory, args)
         if rc != 0 or self.eval_flags is None or self.stopped:
             return rc, args, tail, None
-        return rc, args, tail, self.start('eval_extrapolation', directory, [directory, *self.eval_flags])[0]
+        return rc, args, tail, self.logged('eval_extrapolation', directory, [directory, *self.eval_flags])[0]
 
-    def start(self, script, directory, args):
-        """script.py, waited for: (its exit code, the last lines it wrote to train.err)."""
+    def logged(self, script, directory, args):
+        """run, appending to train.out and train.err: (its exit code, the last lines it wrote to stderr)."""
         os.makedirs(directory, exist_ok=True)
         with open(os.path.join(directory, 'train.out'), 'a') as out, \
-                open(os.path.join(directory, 'train.err'), 'a') as err:
-            offset = err.tell()
-            # a session of its own: the terminal's Ctrl-C reaches it once, through the sweep
-            self.process = start(script, args, stdout=out, stderr=err, env={**os.environ, **self.env},
-                                 start_new_session=True)
+                open(os.path.join(directory, 'train.err'), 'a+', errors='replace') as err:
+            offset, rc = err.tell(), self.run(script, args, stdout=out, stderr=err)
+            err.seek(offset)
+            return rc, err.read().splitlines()[-TAIL_LINES:]
+
+    def run(self, script, args, **kw):
+        """script.py, waited for: its exit code. Its own session (Ctrl-C reaches it once, through the sweep);
+        SIGTERM when the thread that started it ends, even by SIGKILL (PR_SET_PDEATHSIG, 1)."""
+        prctl = ctypes.CDLL(None).prctl if sys.platform == 'linux' else None  # looked up before the fork
+        self.process = subprocess.Popen([sys.executable, SCRIPTS[script], *args], **kw,
+                                        start_new_session=True, env={**os.environ, **self.env},
+                                        preexec_fn=prctl and (lambda: prctl(1, int(signal.SIGTERM))))
         if self.stopped:  # a signal that came while it started
             self.signal(self.stopped)
-        self.process.wait()
-        with open(os.path.join(directory, 'train.err'), errors='replace') as f:
-            f.seek(offset)
-            return self.process.returncode, f.read().splitlines()[-TAIL_LINES:]
+        return self.process.wait()
 
     def signal(self, signum):  # train.py saves a checkpoint and stops
         self.stopped = signum
@@ -261,29 +228,24 @@ class Task:
             self.process.send_signal(signum)
 
     def checkpoint(self, directory, args):
-        """For submitit, on a time-out or a pre-emption: train.py saves and stops; a fresh task is requeued.
-        In a signal handler: os.waitpid, as Popen.wait could block on the lock of the wait it interrupted."""
+        """On a submitit time-out or pre-emption: train.py saves and stops; a fresh task is requeued."""
         if self.process is not None:
             self.signal(signal.SIGTERM)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(self.process.pid, 0)
+            with contextlib.suppress(ChildProcessError):  # not Popen.wait: it could block on the lock of
+                os.waitpid(self.process.pid, 0)            # the wait this signal handler interrupted
         from submitit.helpers import DelayedSubmission
         return DelayedSubmission(Task(self.env, self.eval_flags), directory, args)
 
 
 def train_all(todo, envs, executor, opts, eval_flags):
-    """Train the runs, a thread per slot, here (then scored with eval_flags) or as submitit jobs, with a line
-    for each that ends. SIGINT and SIGTERM go on to the runs; nothing new starts. Returns (failed, signal)."""
+    """Train the runs (scored with eval_flags here), a line for each that ends: (failed, stopping signal)."""
     running, slot, free, stop, failed, times = set(), threading.local(), iter(envs), [], [], []
-    # SLURM takes the runs as one job array, at most max_parallel running (and they outlive the sweep,
-    # as jobs of submitit's local executor do); here each thread owns a slot
-    slurm = opts['cluster'] == 'slurm'
-    array = dict(zip([r.directory for r in todo], executor.map_array(
-        Task(envs[0]), [r.directory for r in todo], [r.args for r in todo]) if slurm else []))
+    # SLURM: one job array, max_parallel running at a time; the jobs outlive the sweep, as local ones do
+    dirs, slurm = [r.directory for r in todo], opts['cluster'] == 'slurm'
+    array = dict(zip(dirs, executor.map_array(Task(envs[0]), dirs, [r.args for r in todo]))) if slurm else {}
 
     def work(run):
-        task = Task(slot.env, eval_flags)
-        t0, forward = time.time(), None
+        task, t0, forward = Task(slot.env, eval_flags), time.time(), None
         try:
             if stop or run_state(run)[0] == 'done':  # finished since the plan (by hand, or another sweep)
                 return None if stop else (run, (0, run.args, [], None), None)
@@ -298,7 +260,7 @@ def train_all(todo, envs, executor, opts, eval_flags):
         finally:
             running.discard(forward)
 
-    def on_signal(signum, frame):
+    def on_signal(signum, frame):  # passed on to the runs; nothing new starts
         stop.append(signum)
         for forward in list(running):
             forward(signum)
@@ -315,9 +277,9 @@ def train_all(todo, envs, executor, opts, eval_flags):
                 (run, (rc, args, tail, scored), took), head = future.result(), f'[{done}/{len(todo)}]'
                 if rc != 0:
                     failed.append(run)
-                    why = f'exit code {rc}' if isinstance(rc, int) else rc
-                    print(f'{head} FAILED ({why}) {run.directory}:\n  {command("train", args)}\n'
-                          + ''.join(f'    {line}\n' for line in tail), end='', flush=True)
+                    why = f'exit code {rc}' if isinstance(rc, int) else rc  # or the exception's name
+                    print(f'{head} FAILED ({why}) {run.directory}:\n  {command("train", args)}', *tail,
+                          sep='\n    ', flush=True)
                     continue
                 times += [took] if took is not None else []
                 left, val_err = len(todo) - done, last_logged(run, 'val_err')
@@ -337,9 +299,9 @@ def print_plan(grid, runs, states, n_variants, where, plots, opts):
     """What the sweep does: train, resume (from which step) or skip each run, where, and then."""
     counts = {s: sum(state == s for state, _ in states) for s in ('train', 'resume', 'done')}
     seeds = len({run.seed for run in runs})
-    fewer = ' (the extras on fewer)' if len(runs) < n_variants * seeds else ''
-    print(f'{grid["experiment"]}: {n_variants} variants x {seeds} seeds{fewer} = {len(runs)} '
-          f'runs: {counts["train"]} to train, {counts["resume"]} to resume, {counts["done"]} finished')
+    print(f'{grid["experiment"]}: {n_variants} variants x {seeds} seeds'
+          f'{" (the extras on fewer)" * (len(runs) < n_variants * seeds)} = {len(runs)} runs: '
+          f'{counts["train"]} to train, {counts["resume"]} to resume, {counts["done"]} finished')
     for run, (state, step) in zip(runs, states):
         for warning in run.warnings if run.seed == runs[0].seed else []:  # once for each variant
             print(f'warning: variant {run.name!r}: {warning}')
@@ -355,17 +317,16 @@ def print_plan(grid, runs, states, n_variants, where, plots, opts):
 
 def check_options(opts):
     """What can be checked before the first run starts, so that no mistake waits for the grid to train."""
-    for key in ('train_flags', 'eval_flags'):
-        bad = [flag for flag in opts[key] if not flag.startswith('--')]
-        if bad:  # a config file here would override the grid's own
-            raise ConfigError(f'--{key}: {bad[0]!r} is not a --key=value flag (config files: the grid\'s)')
+    bad = [(key, flag) for key in ('train_flags', 'eval_flags') for flag in opts[key] if flag[:2] != '--']
+    if bad:  # a config file here would override the grid's own
+        raise ConfigError(f'--{bad[0][0]}: {bad[0][1]!r} is not a --key=value flag (configs: in the grid)')
     for key in ('out_dir', 'figures')[:1 + opts['plot']]:
         if not opts[key].strip():
             raise ConfigError(f'--{key}={opts[key]!r}: must name a folder (. for this one)')
         free = shutil.disk_usage(configurator.makeable(opts[key])).free
         if free < 2 ** 26:  # a d = 20 run keeps about 2 MB: this is a full disk
             raise ConfigError(f'--{key}={opts[key]}: only {free / 2 ** 20:.0f} MB free on its disk')
-    idle = [f'--{k}' for k in SLURM_FLAGS if opts[k] != DEFAULTS[k]]
+    idle = [f'--{k}' for k in DEFAULTS if HELPS[k].startswith('--cluster') and opts[k] != DEFAULTS[k]]
     if idle and opts['cluster'] == 'none':
         print(f'warning: {", ".join(idle)} change nothing without --cluster', file=sys.stderr)
 
@@ -382,11 +343,10 @@ def main(argv):
         except ValueError as err:
             raise ConfigError(f'--seeds, --train_flags or --eval_flags: {err}') from None
         check_options(opts)
-        grid, runs, n_variants = plan(positional[0], opts)
+        grid, runs, plots, n_variants = plan(positional[0], opts)
         grid['eval_flags'] = grid['eval_flags'] + opts['eval_flags']  # the grid's, then ours
         if opts['evaluate']:  # checked now, not once every run has trained
             eval_extrapolation.options(grid['eval_flags'] + ['RUN'])
-        plots = plot_groups(grid, runs, positional[0])
         states = [run_state(run) for run in runs]  # an unreadable checkpoint stops the sweep here
         todo = [run for run, (state, _) in zip(runs, states) if state != 'done']
         envs, executor, where = slots(opts, todo, grid['experiment'])
@@ -398,34 +358,22 @@ def main(argv):
     scoring = grid['eval_flags'] if opts['evaluate'] and opts['cluster'] == 'none' else None
     failed, stopped = train_all(todo, envs, executor, opts, scoring) if todo else ([], None)
     if stopped:
-        print(f'stopped by {signal.Signals(stopped).name}: the running runs saved a checkpoint; '
-              f'the same command again resumes them', flush=True)
+        print(f'stopped by {signal.Signals(stopped).name}: runs saved checkpoints; the same command resumes')
         return 128 + stopped
-    done = []
-    for run in runs:
-        with contextlib.suppress(ConfigError):  # a checkpoint that went bad since the plan: not finished
-            done += [run] if run_state(run)[0] == 'done' else []
-    if len(done) < len(runs) and (opts['evaluate'] or opts['plot']):
-        print(f'{len(runs) - len(done)} of {len(runs)} runs are unfinished; {len(done)} go on', flush=True)
-    failures, stop, running = 0, [], []
-    def pass_on(signum, frame):  # the script stops (each file whole or not written), then the sweep
-        stop.append(signum)
-        for p in running:
-            p.send_signal(signum)
-    for s in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(s, pass_on)
+    done = [run for run in runs if run not in failed]  # train.py exits 0 only once at max_iters
+    if failed and (opts['evaluate'] or opts['plot']):
+        print(f'{len(failed)} of {len(runs)} runs are unfinished; {len(done)} go on', flush=True)
+    finisher, failures = Task({}), 0
+    for s in (signal.SIGINT, signal.SIGTERM):  # passed on: the script stops (each file whole or not written)
+        signal.signal(s, lambda signum, frame: finisher.signal(signum))
     for script, flags, chosen in finishing(grid, done, plots, opts):
-        process = start(script, [*[r.directory for r in chosen], *flags])
-        running[:] = [process]
-        if stop:  # a signal that came while it started
-            process.send_signal(stop[0])
-        if process.wait() != 0 and not stop:
-            print(f'{script}.py failed (exit code {process.returncode})', flush=True)
+        rc = finisher.run(script, [*[r.directory for r in chosen], *flags])
+        if stop := finisher.stopped:
+            print(f'stopped by {signal.Signals(stop).name} in {script}.py; the same command finishes it')
+            return 128 + stop
+        if rc != 0:
+            print(f'{script}.py failed (exit code {rc})', flush=True)
             failures += 1
-        if stop:
-            print(f'stopped by {signal.Signals(stop[0]).name} in {script}.py; the same command finishes it',
-                  flush=True)
-            return 128 + stop[0]
     if failed:
         print(f'\n{len(failed)} run(s) failed (their output: train.err in the run directory); the same '
               f'command again retries them:\n' + '\n'.join(f'  {run.directory}' for run in failed))

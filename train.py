@@ -48,11 +48,9 @@ noise_std = 0.0          # noisy_linear only: std of the noise added to y
 sparsity = 3             # sparse_linear only: non-zero coordinates of w
 val_prompts = 1280       # size of the fixed validation set
 val_seed = 1             # the validation set's seed, shared by all runs so they compare on the same prompts
-# curricula: start, + step every interval steps, up to n_dims / n_points / n_loops; start 0 is off;
-# a start above where its curriculum ends is clipped to the end. d and N grow together (N = 4d, to 64
-# at d = 16, d = 20 at step 7,200): short prompts at small d let the model leave the zero-predictor
-# plateau, which at full size it may not leave for thousands of steps (at d + 1 every 300 steps some
-# runs were still on it at d = 6)
+# curricula: start (0: off, above the end: the end), + step every interval steps, up to n_dims / n_points /
+# n_loops. d and N grow together (N = 4d, 64 at d = 16, d = 20 at step 7,200): short prompts at small d let
+# the model leave the zero-predictor plateau, where at full size it may stay for thousands of steps
 dims_start = 2           # d of the first steps
 dims_step = 1            # d grows by this much ...
 dims_interval = 400      # ... every this many steps
@@ -119,9 +117,8 @@ CHOICES = {'init_from': ('scratch', 'resume'), 'task': TASKS, 'pos_emb': POS_EMB
 
 
 def check_config(c, given=(), base=None, here=True):
-    """Impossible values and combinations, caught before anything is written; curriculum starts are clipped
-    to their end, and the loss window and min_lr follow b and the lr unless given (by a file or flag). Returns
-    the warnings (see warnings). here=False: the device is checked where the run runs (sweep --cluster)."""
+    """Refuse impossible values before anything is written; the loss window and min_lr follow b and the lr
+    unless given (by a file or flag). Returns warnings(). here=False: no device check (sweep --cluster)."""
     def need(ok, key, what):
         if not ok:
             raise ConfigError(f'--{key}={c[key]!r}: {what}')
@@ -225,9 +222,8 @@ def evaluate(model, xs, ys, n_loops, n_dims_active, ctx, seed, chunk=256):
 
 
 def validate(model, c, val_set, ctx, d_now, N_now, b_now, train_loss, first_loss):
-    """The log's errors ({column: value}), their text for the progress line, and why the run looks
-    diverged ('' if it does not). Errors at the final d and N at b_now; at k = 2d examples
-    (least squares is exact there); and at the curricula's current d and N, the prompts trained on."""
+    """(The log's errors {column: value}, their text for the progress line, why the run looks diverged or '')
+    at the final d and N, at k = 2d examples (least squares is exact there), and at the current d and N."""
     val_loss, val_err = evaluate(model, *val_set(c.n_dims, c.n_points), b_now, c.n_dims, ctx, c.val_seed)
     k2d = min(2 * c.n_dims, c.n_points)
     xs, ys = first_k(*val_set(c.n_dims, c.n_points), k2d)
