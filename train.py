@@ -77,7 +77,7 @@ n_loops = 10             # b: loops through the blocks at training time (b_train
 loss_window = 5          # the last this many loops carry gradient and enter the loss (0: all b loops)
 loss_on = 'all'          # all x positions | query (only the query's prediction enters the loss)
 n_loops_random = True    # draw each step's b from [loss_window, b]: the fit must hold at every b
-n_loops_draw = 15        # ... and up to this once d and N are full (if above b): so it holds past b_train
+n_loops_draw = 20        # ... and up to this once d and N are full (if above b): so it holds past b_train
 checkpoint_loops = False  # recompute each loop's activations in the backward pass: less memory
 # truncation
 n_keep = 0               # examples kept after the cut (0: all)

@@ -10,6 +10,7 @@ max_iters = 6000
 n_loops = 16
 loss_window = 5
 n_loops_random = True
+n_loops_draw = 0         # the draw stays within [5, 16], as config/laptop.py's
 # Curricula: d grows 2 -> 10 and N with it (N = 4d, 8 -> 40), one step every 200 steps, so the full
 # size arrives at step 1600; b grows 1 -> 16 (every 50 steps).
 curriculum_gate = 0.0    # d grows on the clock alone (its results were made so)

@@ -20,7 +20,7 @@ extra = [                                  # the ideas the experiment left untes
     {'n_keep': 32, 'n_keep_schedule': 'shrink'},    # n falls from 64 to 32 over the later loops
     {'n_keep': 32, 'n_keep_random': True},          # n drawn from [32, 64] at every training step
     # the write-up's loops: b = 10 at every step, all 10 in the loss (the recipe draws b from [5, 10],
-    # [5, 15] once d = 20, and trains the last 5), with the cut and without it
+    # [5, 20] once d = 20, and trains the last 5), with the cut and without it
     {'n_keep': 32, 'n_loops_random': False, 'loss_window': 0},
     {'n_keep': 64, 'n_loops_random': False, 'loss_window': 0},
 ]

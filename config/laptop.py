@@ -11,6 +11,7 @@ max_iters = 2800
 n_loops = 16
 loss_window = 5
 n_loops_random = True
+n_loops_draw = 0         # the draw stays within [5, 16] (train.py's goes to 20 at full size)
 # Curricula: d grows 2 -> 5 and N with it, N = 4d (8 -> 20), one step every 200 steps; b grows
 # 1 -> 16 (every 50 steps). At d = 5, N = 20 from the start the model sits on the zero-predictor
 # plateau for 1000 steps or more, and at lr 3e-3 often for good; short prompts give a stronger
