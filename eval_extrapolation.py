@@ -267,9 +267,9 @@ def print_summary(results, variants):
     N, d, B = config['n_points'], config['n_dims'], e['max_loops']
     ks = sorted({max(1, d // 2), d, 2 * d, N} & set(range(N + 1)))
     loops = sorted({min(50, B), B})  # the experiments' b = 50, and the last loop scored
-    print(f'\nquery error (squared error / d), mean ± std over seeds, on {e["n_prompts"]} prompts (k columns:'
-          f' the first {e["k_prompts"]}; lens at b_train: ||w_b - w_LS|| / ||w_LS||, what explains w_b '
-          f'(nearer than {NULL_MARGIN:g} x a noise null as far from LS), the nearest family vs the null):')
+    print(f'\nquery error (squared error / d), mean ± std over seeds, on {e["n_prompts"]} prompts (k '
+          f'columns: the first {e["k_prompts"]}; lens at b_train: ||w_b - w_LS|| / ||w_LS||, what explains '
+          f'w_b (nearer than {NULL_MARGIN:g} x a noise null as far from LS), the nearest vs the null):')
     rows = [['variant', 'seeds', 'b_train', 'at b_train', *(f'at b={b}' for b in loops),
              *(f'k={k} at b_train' for k in ks), 'w to LS at b_train', 'b_train explained by',
              'nearest vs null at b_train']]
