@@ -496,3 +496,14 @@ def test_the_gpu_grid_script_packs_results_and_the_checkpoints_to_resume(tmp_pat
         names = sorted(os.path.basename(name) for name in archive.getnames())
     assert names == ['ckpt.pt', 'ckpt.pt', 'config.json', 'config.json', 'log.csv', 'log.csv'], (
         result.returncode, result.stdout, result.stderr)
+
+
+def test_the_gpu_grid_script_packs_a_finished_grid_with_its_weights(tmp_path):
+    """A finished run comes back with its eval.json and its weights (model.pt), without its checkpoint."""
+    env = {**os.environ, 'OUT': str(tmp_path / 'out'), 'RUNS': str(tmp_path / 'runs'), 'MINUTES': '2'}
+    result = subprocess.run(['bash', os.path.join(HERE, '.ci', 'gpu_grid'), TINY, '--seeds=1',
+                             '--plot=False'], env=env, capture_output=True, text=True, timeout=150)
+    with tarfile.open(tmp_path / 'out' / 'results.tar.gz') as archive:
+        names = sorted(os.path.basename(name) for name in archive.getnames())
+    assert names == sorted(['config.json', 'log.csv', 'eval.json', 'model.pt'] * 2), (
+        result.returncode, result.stdout, result.stderr)
