@@ -486,24 +486,23 @@ def test_a_sweep_killed_by_sigkill_takes_its_runs_along(tmp_path):
             os.kill(pid, signal.SIGKILL)
 
 
-def test_the_gpu_grid_script_packs_results_and_the_checkpoints_to_resume(tmp_path):
-    """.ci/gpu_grid stops the sweep at its time limit and packs what the next GPU needs to resume."""
-    env = {**os.environ, 'OUT': str(tmp_path / 'out'), 'RUNS': str(tmp_path / 'runs'), 'MINUTES': '0.25'}
-    result = subprocess.run(['bash', os.path.join(HERE, '.ci', 'gpu_grid'), TINY, '--seeds=1',
-                             '--train_flags=--max_iters=1000000'], env=env, capture_output=True, text=True,
-                            timeout=150)
+def packed_by_gpu_grid(tmp_path, minutes, *flags):
+    """.ci/gpu_grid on the tiny grid (seed 1): (the names it packed, sorted; the script's output)."""
+    env = {**os.environ, 'OUT': str(tmp_path / 'out'), 'RUNS': str(tmp_path / 'runs'), 'MINUTES': minutes}
+    result = subprocess.run(['bash', os.path.join(HERE, '.ci', 'gpu_grid'), TINY, '--seeds=1', *flags],
+                            env=env, capture_output=True, text=True, timeout=150)
     with tarfile.open(tmp_path / 'out' / 'results.tar.gz') as archive:
         names = sorted(os.path.basename(name) for name in archive.getnames())
-    assert names == ['ckpt.pt', 'ckpt.pt', 'config.json', 'config.json', 'log.csv', 'log.csv'], (
-        result.returncode, result.stdout, result.stderr)
+    return names, (result.returncode, result.stdout, result.stderr)
+
+
+def test_the_gpu_grid_script_packs_results_and_the_checkpoints_to_resume(tmp_path):
+    """.ci/gpu_grid stops the sweep at its time limit and packs what the next GPU needs to resume."""
+    names, output = packed_by_gpu_grid(tmp_path, '0.25', '--train_flags=--max_iters=1000000')
+    assert names == ['ckpt.pt', 'ckpt.pt', 'config.json', 'config.json', 'log.csv', 'log.csv'], output
 
 
 def test_the_gpu_grid_script_packs_a_finished_grid_with_its_weights(tmp_path):
     """A finished run comes back with its eval.json and its weights (model.pt), without its checkpoint."""
-    env = {**os.environ, 'OUT': str(tmp_path / 'out'), 'RUNS': str(tmp_path / 'runs'), 'MINUTES': '2'}
-    result = subprocess.run(['bash', os.path.join(HERE, '.ci', 'gpu_grid'), TINY, '--seeds=1',
-                             '--plot=False'], env=env, capture_output=True, text=True, timeout=150)
-    with tarfile.open(tmp_path / 'out' / 'results.tar.gz') as archive:
-        names = sorted(os.path.basename(name) for name in archive.getnames())
-    assert names == sorted(['config.json', 'log.csv', 'eval.json', 'model.pt'] * 2), (
-        result.returncode, result.stdout, result.stderr)
+    names, output = packed_by_gpu_grid(tmp_path, '2', '--plot=False')
+    assert names == sorted(['config.json', 'log.csv', 'eval.json', 'model.pt'] * 2), output
